@@ -1,0 +1,123 @@
+//! `POST /v1/jobs/{kind}` and `GET /v1/jobs/{id}`.
+
+use std::time::Duration;
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
+    http::{header::LOCATION, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use rdkafka::{
+    error::KafkaError,
+    producer::FutureRecord,
+    types::RDKafkaErrorCode,
+    util::Timeout,
+};
+use serde_json::json;
+use sluice_core::{
+    headers,
+    jobs::{self, JobError},
+};
+
+use crate::{error::ApiError, state::AppState};
+
+/// Accepts a job: 202 only once Kafka acknowledged it (acks=all), so a 202 is a promise.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !sluice_core::topics::is_job_kind(&kind) {
+        return Err(ApiError::NotFound(format!("unknown job kind `{kind}`")));
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(state.config.api.body_limit_bytes)
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+        }
+    })?;
+    let job = jobs::prepare(&kind, &body).map_err(|e| match e {
+        JobError::UnknownKind(_) => ApiError::NotFound(e.to_string()),
+        JobError::NotJson(_) | JobError::Field(_) => ApiError::BadRequest(e.to_string()),
+    })?;
+
+    let topic = state.topics.jobs(&kind);
+    let record = FutureRecord::to(&topic)
+        .key(&job.key)
+        .payload(&job.value)
+        .headers(headers::new_job(&job.job_id));
+    let bound = state.config.api.publish_timeout;
+    // librdkafka fails the delivery after `message.timeout.ms` (= publish_timeout); the outer
+    // timeout only guards against a delivery report that never comes.
+    let delivery = tokio::time::timeout(
+        bound + Duration::from_secs(1),
+        state.producer.send(record, Timeout::After(bound)),
+    )
+    .await;
+    let failure = match delivery {
+        Ok(Ok(_)) => None,
+        Ok(Err((error, _))) => Some(classify(&error)),
+        Err(_) => Some("timeout"),
+    };
+    if let Some(reason) = failure {
+        state
+            .metrics
+            .publish_failures
+            .with_label_values(&[kind.as_str(), reason])
+            .inc();
+        tracing::warn!(%kind, reason, "Kafka did not acknowledge a job");
+        return Err(ApiError::Unavailable(
+            "the job queue cannot take jobs right now; retry later".into(),
+        ));
+    }
+    state.metrics.jobs_published.with_label_values(&[kind.as_str()]).inc();
+
+    // Kafka holds the job now; a status write that fails only delays what GET shows until the
+    // worker writes its own, so it must not turn an accepted job into an error.
+    let status_write = tokio::time::timeout(
+        Duration::from_secs(1),
+        state.status.mark_queued(&job.job_id, &kind),
+    )
+    .await;
+    if !matches!(status_write, Ok(Ok(()))) {
+        tracing::warn!(job_id = %job.job_id, "could not record queued status in Redis");
+    }
+    let location = format!("/v1/jobs/{}", job.job_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(LOCATION, location)],
+        Json(json!({ "job_id": job.job_id, "status": "queued" })),
+    )
+        .into_response())
+}
+
+/// Reasons are a small fixed set: they become metric labels.
+fn classify(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        // The broker did not acknowledge within message.timeout.ms: down or partitioned away.
+        Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+        // librdkafka's local queue is full: we are producing faster than the broker takes.
+        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+        // The record is over the broker's or topic's size limit.
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+        // Anything else the broker or client reported.
+        _ => "kafka",
+    }
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = state.status.get(&job_id).await.map_err(|e| {
+        tracing::warn!(error = %e, "job status lookup failed");
+        ApiError::Unavailable("job status is unavailable right now".into())
+    })?;
+    match status {
+        Some(status) => Ok(Json(serde_json::to_value(status).map_err(|_| ApiError::Internal)?)),
+        None => Err(ApiError::NotFound(format!("no job `{job_id}`"))),
+    }
+}

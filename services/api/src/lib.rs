@@ -1,0 +1,88 @@
+//! The sluice HTTP API (DESIGN.md §7): accepts jobs in milliseconds and answers 202 only after
+//! Kafka acknowledged them; reports job status from Redis.
+
+mod error;
+mod health;
+mod jobs;
+mod metrics;
+mod state;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use rdkafka::producer::{FutureProducer, Producer};
+use sluice_core::{status::StatusStore, topics::Topics, Config};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use metrics::ApiMetrics;
+pub use state::AppState;
+
+/// The routes, for `run` and for tests that drive the router directly.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        // One pattern for both: POST names a kind, GET names a job id.
+        .route("/v1/jobs/{kind_or_id}", post(jobs::create).get(jobs::get))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(state.config.api.body_limit_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Connects to Kafka and Redis and builds the shared state.
+pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
+    let producer: FutureProducer =
+        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
+            .create()
+            .context("creating the Kafka producer")?;
+    let status = StatusStore::connect(&config.redis)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+    Ok(AppState {
+        topics: Topics::new(&config.topics),
+        producer,
+        status,
+        metrics: ApiMetrics::new(),
+        config,
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then flushes the producer.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let producer = state.producer.clone();
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    // In-flight requests have completed; anything librdkafka still holds gets a chance to go out.
+    tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(10)))
+        .await?
+        .context("flushing the producer")?;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+/// Binds `api.listen` and serves until `shutdown`.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the api to {}", config.api.listen))?;
+    let state = state(config).await?;
+    serve(listener, state, shutdown).await
+}

@@ -1,0 +1,17 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+use sluice_core::{status::StatusStore, topics::Topics, Config};
+
+use crate::metrics::ApiMetrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub topics: Topics,
+    pub producer: FutureProducer,
+    pub status: StatusStore,
+    pub metrics: ApiMetrics,
+}

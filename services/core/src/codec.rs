@@ -1,0 +1,247 @@
+//! Avro single-object encoding (Avro specification, "Single object encoding"):
+//! `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's
+//! Parsing Canonical Form, then the Avro binary body.
+//!
+//! Readers resolve whichever registered version wrote a record to the newest version of the same
+//! type, so producers on an older schema keep working. Anything else — a short buffer, a wrong
+//! magic, an unknown fingerprint, a record of another type, a body that does not decode or has
+//! trailing bytes — is a [`DecodeError`], which consumers dead-letter instead of retrying.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, OnceLock},
+};
+
+use apache_avro::{types::Value, Schema};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
+}
+
+/// The two bytes every single-object encoded value starts with.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Magic plus fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// One version of one record type, as found in `schemas/<type_name>/v<version>.avsc`.
+#[derive(Debug)]
+pub struct SchemaVersion {
+    pub type_name: String,
+    pub version: u32,
+    pub schema: Schema,
+    /// CRC-64-AVRO of the Parsing Canonical Form.
+    pub fingerprint: u64,
+}
+
+impl SchemaVersion {
+    /// The 10-byte single-object header for values written with this version.
+    pub fn header(&self) -> [u8; HEADER_LEN] {
+        let mut header = [0u8; HEADER_LEN];
+        header[..2].copy_from_slice(&MAGIC);
+        header[2..].copy_from_slice(&self.fingerprint.to_le_bytes());
+        header
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("schema {type_name} v{version} does not parse: {source}")]
+    Parse {
+        type_name: String,
+        version: u32,
+        source: apache_avro::Error,
+    },
+    #[error("schemas {first} and {second} have the same fingerprint {fingerprint:016x}")]
+    DuplicateFingerprint {
+        first: String,
+        second: String,
+        fingerprint: u64,
+    },
+    #[error("unknown schema type `{0}`")]
+    UnknownType(String),
+    #[error("value does not match schema {type_name}: {source}")]
+    Encode {
+        type_name: String,
+        source: apache_avro::Error,
+    },
+}
+
+/// Why bytes on a topic are not a record sluice can read. Never retryable.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("{0} bytes is shorter than the 10-byte single-object header")]
+    TooShort(usize),
+    #[error("not Avro single-object encoding (first bytes {0:02x} {1:02x}, expected c3 01)")]
+    BadMagic(u8, u8),
+    #[error("unknown schema fingerprint {0:016x}")]
+    UnknownFingerprint(u64),
+    #[error("record is a {found}, expected a {expected}")]
+    WrongType { expected: String, found: String },
+    #[error("body does not decode with {type_name} v{version}: {message}")]
+    Body {
+        type_name: String,
+        version: u32,
+        message: String,
+    },
+    #[error("{0} trailing bytes after the record")]
+    TrailingBytes(usize),
+}
+
+/// A decoded record, resolved to the newest version of its type.
+#[derive(Debug)]
+pub struct Decoded {
+    pub value: Value,
+    pub writer: Arc<SchemaVersion>,
+}
+
+/// Every schema version sluice knows, by type and by fingerprint.
+#[derive(Debug)]
+pub struct SchemaRegistry {
+    by_type: BTreeMap<String, Vec<Arc<SchemaVersion>>>,
+    by_fingerprint: HashMap<u64, Arc<SchemaVersion>>,
+}
+
+impl SchemaRegistry {
+    /// The schemas embedded at build time from the repository's `schemas/` folder.
+    pub fn embedded() -> &'static SchemaRegistry {
+        static REGISTRY: OnceLock<SchemaRegistry> = OnceLock::new();
+        REGISTRY.get_or_init(|| {
+            SchemaRegistry::from_sources(embedded::EMBEDDED.iter().copied())
+                .expect("schemas/ was checked when this binary was built and tested")
+        })
+    }
+
+    /// Builds a registry from `(type name, version, schema JSON)` triples.
+    pub fn from_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, u32, &'a str)>,
+    ) -> Result<Self, SchemaError> {
+        let mut by_type: BTreeMap<String, Vec<Arc<SchemaVersion>>> = BTreeMap::new();
+        let mut by_fingerprint: HashMap<u64, Arc<SchemaVersion>> = HashMap::new();
+        for (type_name, version, json) in sources {
+            let schema = Schema::parse_str(json).map_err(|source| SchemaError::Parse {
+                type_name: type_name.to_owned(),
+                version,
+                source,
+            })?;
+            let fingerprint = rabin_fingerprint(schema.canonical_form().as_bytes());
+            let entry = Arc::new(SchemaVersion {
+                type_name: type_name.to_owned(),
+                version,
+                schema,
+                fingerprint,
+            });
+            if let Some(previous) = by_fingerprint.insert(fingerprint, entry.clone()) {
+                return Err(SchemaError::DuplicateFingerprint {
+                    first: format!("{} v{}", previous.type_name, previous.version),
+                    second: format!("{type_name} v{version}"),
+                    fingerprint,
+                });
+            }
+            by_type.entry(type_name.to_owned()).or_default().push(entry);
+        }
+        for versions in by_type.values_mut() {
+            versions.sort_by_key(|v| v.version);
+        }
+        Ok(Self {
+            by_type,
+            by_fingerprint,
+        })
+    }
+
+    /// Names of every registered record type.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.by_type.keys().map(String::as_str)
+    }
+
+    /// All versions of a type, oldest first.
+    pub fn versions(&self, type_name: &str) -> &[Arc<SchemaVersion>] {
+        self.by_type.get(type_name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The newest version of a type: what sluice writes and resolves into.
+    pub fn latest(&self, type_name: &str) -> Option<&Arc<SchemaVersion>> {
+        self.versions(type_name).last()
+    }
+
+    /// Encodes `value` with the newest version of `type_name`.
+    pub fn encode(&self, type_name: &str, value: Value) -> Result<Vec<u8>, SchemaError> {
+        let latest = self
+            .latest(type_name)
+            .ok_or_else(|| SchemaError::UnknownType(type_name.to_owned()))?;
+        encode_with(latest, value)
+    }
+
+    /// Decodes a single-object encoded record that must be of type `type_name`, resolving it from
+    /// its writer version to the newest version.
+    pub fn decode(&self, type_name: &str, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort(bytes.len()));
+        }
+        if bytes[..2] != MAGIC {
+            return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
+        }
+        let fingerprint = u64::from_le_bytes(bytes[2..HEADER_LEN].try_into().expect("8 bytes"));
+        let writer = self
+            .by_fingerprint
+            .get(&fingerprint)
+            .ok_or(DecodeError::UnknownFingerprint(fingerprint))?;
+        if writer.type_name != type_name {
+            return Err(DecodeError::WrongType {
+                expected: type_name.to_owned(),
+                found: writer.type_name.clone(),
+            });
+        }
+        let reader = self.latest(type_name).expect("writer's type has versions");
+        let mut body = &bytes[HEADER_LEN..];
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(&reader.schema))
+            .map_err(|e| DecodeError::Body {
+                type_name: writer.type_name.clone(),
+                version: writer.version,
+                message: e.to_string(),
+            })?;
+        if !body.is_empty() {
+            return Err(DecodeError::TrailingBytes(body.len()));
+        }
+        Ok(Decoded {
+            value,
+            writer: writer.clone(),
+        })
+    }
+}
+
+/// Encodes `value` with one specific schema version (tests use this to write old versions).
+pub fn encode_with(version: &SchemaVersion, value: Value) -> Result<Vec<u8>, SchemaError> {
+    let body =
+        apache_avro::to_avro_datum(&version.schema, value).map_err(|source| SchemaError::Encode {
+            type_name: version.type_name.clone(),
+            source,
+        })?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&version.header());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// CRC-64-AVRO, the Rabin fingerprint the Avro specification defines for schema fingerprints.
+pub fn rabin_fingerprint(bytes: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = [0u64; 256];
+        for (i, slot) in table.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        table
+    });
+    bytes.iter().fold(EMPTY, |fp, &b| {
+        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
+    })
+}
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

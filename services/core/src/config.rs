@@ -1,0 +1,285 @@
+//! Configuration of every role, layered lowest first: built-in defaults → a TOML file
+//! (`--config` or `SLUICE_CONFIG`) → environment variables `SLUICE__<SECTION>__<KEY>`
+//! (e.g. `SLUICE__API__LISTEN=0.0.0.0:8080`). Unknown keys are errors, so a typo fails at start
+//! with the key's name instead of being silently ignored.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub topics: TopicsConfig,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub webhook: WebhookConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list. Default: the local broker of `make env-up`.
+    pub bootstrap_servers: String,
+    /// Reported to the broker in logs and quotas. Default `sluice`.
+    pub client_id: String,
+    /// Extra librdkafka properties applied to every client, last (so they win), e.g.
+    /// `{ "linger.ms" = "10" }`. Default: none.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            client_id: "sluice".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Default: the local Redis of `make env-up`.
+    pub url: String,
+    /// Prepended to every key sluice writes, so several deployments (or tests) share one Redis.
+    /// Default `sluice:`.
+    pub key_prefix: String,
+    /// How long a job's status is kept after its last change. Default 7 days, like Sidekiq's
+    /// dead-job retention.
+    #[serde(with = "humantime_serde")]
+    pub status_ttl: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "sluice:".into(),
+            status_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Prepended to every topic and consumer-group name (`<prefix>jobs.webhook`), so several
+    /// environments or test runs share one cluster without touching each other. Default empty.
+    pub prefix: String,
+    /// Partitions of each topic `sluice topics ensure` creates: the most consumers a kind can
+    /// scale to. Default 6.
+    pub partitions: i32,
+    /// Default 1 (the single local broker); use 3 in production.
+    pub replication_factor: i32,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            partitions: 6,
+            replication_factor: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Default `127.0.0.1:8080` (DESIGN.md §7).
+    pub listen: SocketAddr,
+    /// Larger request bodies get 413. Default 1 MiB.
+    pub body_limit_bytes: usize,
+    /// The longest a POST waits for Kafka to acknowledge before answering 503. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Kinds this worker consumes when `--kinds` is not given. Default: every job kind.
+    pub kinds: Vec<String>,
+    /// Jobs in flight per process, across its kinds. Default 32.
+    pub concurrency: usize,
+    /// Where the worker serves `/metrics`, `/healthz`. Default `127.0.0.1:9101`.
+    pub metrics_listen: SocketAddr,
+    /// On shutdown or revocation, how long in-flight jobs may take to finish before the worker
+    /// gives up on them (they are redelivered: at-least-once). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How often stored offsets are committed. Default 1 s: a crash redoes at most ~1 s of work.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            kinds: Vec::new(),
+            concurrency: 32,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            drain_timeout: Duration::from_secs(30),
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Standard Webhooks signing secret, `whsec_` + base64. Required by workers of kind `webhook`.
+    /// Default empty (no secret is ever committed).
+    pub secret: String,
+    /// Per-request timeout of outgoing deliveries. Default 10 s (DESIGN.md §2).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter directives, e.g. `info,sluice_worker=debug`. `RUST_LOG` wins when set.
+    /// Default `info`.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines. Default `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `SLUICE__…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SLUICE")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("worker.kinds")
+                .try_parsing(true),
+        );
+        let config: Config = builder.build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document over the defaults (tests and examples).
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let config: Config = config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return invalid("kafka.bootstrap_servers", "must not be empty");
+        }
+        if self.topics.partitions < 1 {
+            return invalid("topics.partitions", "must be at least 1");
+        }
+        if self.topics.replication_factor < 1 {
+            return invalid("topics.replication_factor", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.api.body_limit_bytes == 0 {
+            return invalid("api.body_limit_bytes", "must be at least 1");
+        }
+        if !self.webhook.secret.is_empty() && !self.webhook.secret.starts_with("whsec_") {
+            return invalid("webhook.secret", "must start with `whsec_`");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.topics.partitions, 6);
+        assert_eq!(config.worker.concurrency, 32);
+        assert_eq!(config.api.body_limit_bytes, 1 << 20);
+        assert_eq!(config.api.publish_timeout, Duration::from_secs(5));
+        assert_eq!(config.webhook.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
+        let unknown = Config::from_toml("[api]\nlisten_addr = \"x\"").unwrap_err();
+        assert!(unknown.to_string().contains("listen_addr"), "{unknown}");
+        let bad = Config::from_toml("[topics]\npartitions = 0").unwrap_err();
+        assert!(bad.to_string().contains("topics.partitions"), "{bad}");
+        let secret = Config::from_toml("[webhook]\nsecret = \"abc\"").unwrap_err();
+        assert!(secret.to_string().contains("webhook.secret"), "{secret}");
+    }
+
+    #[test]
+    fn durations_read_as_human_text() {
+        let config = Config::from_toml("[api]\npublish_timeout = \"250ms\"").unwrap();
+        assert_eq!(config.api.publish_timeout, Duration::from_millis(250));
+    }
+}

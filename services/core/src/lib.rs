@@ -1,0 +1,16 @@
+//! Shared pieces of every sluice role: configuration, the Avro codec and schema registry, topic
+//! names, Kafka client settings, record headers, job status, metrics, logging and shutdown.
+
+pub mod codec;
+pub mod config;
+pub mod headers;
+pub mod jobs;
+pub mod json;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::Config;

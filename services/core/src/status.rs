@@ -1,0 +1,152 @@
+//! Job status in Redis: one hash per job, `<prefix>job:<id>`, expiring `status_ttl` after its
+//! last change. Kafka holds the work; this is only what `GET /v1/jobs/{id}` reports.
+
+use std::time::Duration;
+
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use serde::Serialize;
+
+use crate::{config::RedisConfig, headers::now_millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    DeadLettered,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Retrying => "retrying",
+            Status::Succeeded => "succeeded",
+            Status::DeadLettered => "dead_lettered",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Status::Queued,
+            Status::Running,
+            Status::Retrying,
+            Status::Succeeded,
+            Status::DeadLettered,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
+/// What `GET /v1/jobs/{id}` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    pub job_id: String,
+    pub kind: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+#[derive(Clone)]
+pub struct StatusStore {
+    redis: ConnectionManager,
+    key_prefix: String,
+    ttl: Duration,
+}
+
+impl StatusStore {
+    pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let redis = ConnectionManager::new(client).await?;
+        Ok(Self {
+            redis,
+            key_prefix: config.key_prefix.clone(),
+            ttl: config.status_ttl,
+        })
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    fn key(&self, job_id: &str) -> String {
+        format!("{}job:{job_id}", self.key_prefix)
+    }
+
+    /// Records a job as queued unless a worker already recorded progress: the API writes this
+    /// after Kafka's acknowledgement, which can come after a fast worker has started the job.
+    pub async fn mark_queued(&self, job_id: &str, kind: &str) -> redis::RedisResult<()> {
+        static SCRIPT: &str = r"
+            if redis.call('EXISTS', KEYS[1]) == 0 then
+              redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'status', 'queued', 'attempts', 0, 'updated_at', ARGV[2])
+              redis.call('PEXPIRE', KEYS[1], ARGV[3])
+            end
+            return 0";
+        Script::new(SCRIPT)
+            .key(self.key(job_id))
+            .arg(kind)
+            .arg(now_millis())
+            .arg(self.ttl.as_millis() as u64)
+            .invoke_async::<()>(&mut self.redis.clone())
+            .await
+    }
+
+    /// Records a worker's progress on a job; `error` is kept as `last_error` when given.
+    pub async fn record(
+        &self,
+        job_id: &str,
+        kind: &str,
+        status: Status,
+        attempts: u32,
+        error: Option<&str>,
+    ) -> redis::RedisResult<()> {
+        let key = self.key(job_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("kind", kind.to_owned()),
+                    ("status", status.as_str().to_owned()),
+                    ("attempts", attempts.to_string()),
+                    ("updated_at", now_millis().to_string()),
+                ],
+            )
+            .ignore();
+        if let Some(error) = error {
+            pipe.hset(&key, "last_error", error).ignore();
+        }
+        pipe.pexpire(&key, self.ttl.as_millis() as i64).ignore();
+        pipe.query_async::<()>(&mut self.redis.clone()).await
+    }
+
+    pub async fn get(&self, job_id: &str) -> redis::RedisResult<Option<JobStatus>> {
+        let fields: std::collections::HashMap<String, String> =
+            self.redis.clone().hgetall(self.key(job_id)).await?;
+        let Some(status) = fields.get("status").and_then(|s| Status::parse(s)) else {
+            return Ok(None);
+        };
+        Ok(Some(JobStatus {
+            job_id: job_id.to_owned(),
+            kind: fields.get("kind").cloned().unwrap_or_default(),
+            status,
+            attempts: fields.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            last_error: fields.get("last_error").cloned(),
+            updated_at: fields.get("updated_at").and_then(|a| a.parse().ok()).unwrap_or(0),
+        }))
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.redis.clone())
+            .await
+            .map(|_| ())
+    }
+}

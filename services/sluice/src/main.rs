@@ -1,0 +1,74 @@
+//! The single sluice binary: one subcommand per role, plus the operator CLI.
+
+mod cli;
+mod publish;
+mod topics;
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_core::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, TopicsCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(Config::load(cli.config.as_deref()).context("loading configuration")?);
+    sluice_core::telemetry::init(&config.log);
+    let shutdown = CancellationToken::new();
+    match cli.command {
+        Command::Api => {
+            sluice_core::shutdown::cancel_on_signals(shutdown.clone());
+            sluice_api::run(config, shutdown).await?;
+        }
+        Command::Worker { kinds } => {
+            sluice_core::shutdown::cancel_on_signals(shutdown.clone());
+            sluice_worker::run(config, kinds, shutdown).await?;
+        }
+        Command::All => {
+            sluice_core::shutdown::cancel_on_signals(shutdown.clone());
+            let api = tokio::spawn(sluice_api::run(config.clone(), shutdown.clone()));
+            let worker = tokio::spawn(sluice_worker::run(config, Vec::new(), shutdown.clone()));
+            let (api, worker) = tokio::join!(
+                cancel_on_exit(api, shutdown.clone()),
+                cancel_on_exit(worker, shutdown)
+            );
+            api.context("api")?;
+            worker.context("worker")?;
+        }
+        Command::Publish(args) => return publish::run(&config, args).await,
+        Command::Topics {
+            command: TopicsCommand::Ensure,
+        } => topics::ensure(&config).await?,
+        Command::Topics {
+            command: TopicsCommand::List,
+        } => topics::list(&config),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Awaits a role; when it ends (failed or not) the others are told to stop too.
+async fn cancel_on_exit(
+    role: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let result = role.await.context("role panicked").and_then(|r| r);
+    shutdown.cancel();
+    result
+}

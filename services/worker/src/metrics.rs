@@ -1,0 +1,92 @@
+//! The worker's metrics.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use sluice_core::metrics::register;
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    pub started: IntCounterVec,
+    pub finished: IntCounterVec,
+    pub handler_seconds: HistogramVec,
+    pub end_to_end_seconds: HistogramVec,
+    pub in_flight: IntGaugeVec,
+    pub dead_letters: IntCounterVec,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let registry = sluice_core::metrics::new_registry("worker");
+        let latency_buckets = vec![
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        Self {
+            started: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("sluice_jobs_started_total", "Job deliveries handed to a handler."),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            finished: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_jobs_finished_total",
+                        "Job deliveries with a durable outcome, by outcome (success, dead_letter).",
+                    ),
+                    &["kind", "outcome"],
+                )
+                .unwrap(),
+            ),
+            handler_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new("sluice_job_handler_duration_seconds", "Handler run time.")
+                        .buckets(latency_buckets.clone()),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            end_to_end_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "sluice_job_end_to_end_duration_seconds",
+                        "From enqueued-at to a durable outcome.",
+                    )
+                    .buckets(latency_buckets),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            in_flight: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("sluice_jobs_in_flight", "Jobs being handled right now."),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            dead_letters: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_dead_letters_total",
+                        "Jobs written to the dead-letter topic, by error class.",
+                    ),
+                    &["kind", "error_class"],
+                )
+                .unwrap(),
+            ),
+            registry,
+        }
+    }
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,182 @@
+//! Outgoing webhooks, signed per Standard Webhooks: `webhook-id` (the job id, so receivers can
+//! deduplicate redeliveries), `webhook-timestamp` (Unix seconds) and `webhook-signature`
+//! (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the decoded `whsec_` secret).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
+use hmac::{Hmac, Mac};
+use reqwest::{header::RETRY_AFTER, StatusCode};
+use sha2::Sha256;
+use sluice_core::{config::WebhookConfig, jobs::string_field};
+
+use crate::handler::{ErrorClass, Handler, Job, JobFailure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookSetupError {
+    #[error("webhook.secret is required for the webhook kind (a `whsec_` + base64 secret)")]
+    MissingSecret,
+    #[error("webhook.secret is not `whsec_` followed by base64")]
+    BadSecret,
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+pub struct WebhookHandler {
+    client: reqwest::Client,
+    key: Vec<u8>,
+}
+
+impl WebhookHandler {
+    pub fn new(config: &WebhookConfig) -> Result<Self, WebhookSetupError> {
+        if config.secret.is_empty() {
+            return Err(WebhookSetupError::MissingSecret);
+        }
+        let key = decode_secret(&config.secret).ok_or(WebhookSetupError::BadSecret)?;
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            // A redirect would send a signed payload to a host the sender never configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, key })
+    }
+}
+
+/// The HMAC key: the base64 part of a `whsec_` secret.
+pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
+    BASE64.decode(secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+#[async_trait]
+impl Handler for WebhookHandler {
+    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+        let field = |name| {
+            string_field(&job.record, name)
+                .ok_or_else(|| JobFailure::new(ErrorClass::Fatal, format!("record has no `{name}`")))
+        };
+        let (url, event_type, payload) = (field("url")?, field("event_type")?, field("payload")?);
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &job.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", sign(&self.key, &job.id, timestamp, payload))
+            .header("webhook-event-type", event_type)
+            .body(payload.to_owned())
+            .send()
+            .await;
+        match response {
+            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
+            Err(e) if e.is_timeout() => Err(JobFailure::new(ErrorClass::Retryable, "request timed out")),
+            Err(e) if e.is_connect() => Err(JobFailure::new(ErrorClass::Retryable, "connection failed")),
+            Err(e) if e.is_builder() => Err(JobFailure::new(ErrorClass::Fatal, format!("bad request: {e}"))),
+            Err(_) => Err(JobFailure::new(ErrorClass::Retryable, "request failed")),
+        }
+    }
+}
+
+/// 2xx success; 408, 429, 5xx retryable (with `Retry-After` for 429/503); 410 and other 4xx
+/// fatal: the receiver has told us the request itself is wrong or unwanted. Anything else (1xx,
+/// 3xx) is retryable, since redirects are not followed and may be a transient misconfiguration.
+pub fn classify(
+    status: StatusCode,
+    retry_after: Option<&reqwest::header::HeaderValue>,
+) -> Result<(), JobFailure> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("receiver answered {}", status.as_u16());
+    let class = match status.as_u16() {
+        408 | 429 => ErrorClass::Retryable,
+        400..=499 => ErrorClass::Fatal,
+        _ => ErrorClass::Retryable,
+    };
+    let mut failure = JobFailure::new(class, message);
+    if matches!(status.as_u16(), 429 | 503) {
+        failure.retry_after = retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+    }
+    Err(failure)
+}
+
+/// `Retry-After` is either delta-seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(seconds) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    /// The example from the Standard Webhooks specification's reference implementations.
+    #[test]
+    fn signature_matches_the_standard_webhooks_reference_vector() {
+        let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let signature = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn outcomes_are_classified_as_the_design_says() {
+        let class = |code: u16| {
+            classify(StatusCode::from_u16(code).unwrap(), None)
+                .err()
+                .map(|f| f.class)
+        };
+        assert_eq!(class(200), None);
+        assert_eq!(class(204), None);
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(class(code), Some(ErrorClass::Retryable), "{code}");
+        }
+        for code in [400, 401, 403, 404, 410, 422] {
+            assert_eq!(class(code), Some(ErrorClass::Fatal), "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_for_429_and_503_only() {
+        let ten = HeaderValue::from_static("10");
+        let after = |code| {
+            classify(StatusCode::from_u16(code).unwrap(), Some(&ten))
+                .unwrap_err()
+                .retry_after
+        };
+        assert_eq!(after(429), Some(Duration::from_secs(10)));
+        assert_eq!(after(503), Some(Duration::from_secs(10)));
+        assert_eq!(after(500), None);
+        assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_base64() {
+        assert!(decode_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_none());
+        assert!(decode_secret("whsec_***").is_none());
+    }
+}
