@@ -22,7 +22,9 @@ fn main() {
             let is_avsc = file.extension().is_some_and(|e| e == "avsc");
             let version = stem.strip_prefix('v').and_then(|v| v.parse::<u32>().ok());
             match (is_avsc, version) {
-                (true, Some(version)) => entries.push((name.clone(), version, file.canonicalize().unwrap())),
+                (true, Some(version)) => {
+                    entries.push((name.clone(), version, file.canonicalize().unwrap()))
+                }
                 _ => panic!("{}: schema files are named v<N>.avsc", file.display()),
             }
         }
@@ -31,8 +33,15 @@ fn main() {
 
     let mut out = String::from("/// (type name, version, schema JSON) for every file in schemas/.\npub const EMBEDDED: &[(&str, u32, &str)] = &[\n");
     for (name, version, path) in entries {
-        out.push_str(&format!("    ({name:?}, {version}, include_str!({:?})),\n", path.display().to_string()));
+        out.push_str(&format!(
+            "    ({name:?}, {version}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     out.push_str("];\n");
-    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded_schemas.rs"), out).unwrap();
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded_schemas.rs"),
+        out,
+    )
+    .unwrap();
 }

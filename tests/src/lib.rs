@@ -1,1 +1,249 @@
+//! Harness for end-to-end tests against the real Kafka broker and Redis of `make env-up`.
+//!
+//! Every test gets its own namespace (topic prefix, consumer groups, Redis key prefix), so tests
+//! run in parallel without seeing each other's records.
 
+pub mod receiver;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    ClientConfig,
+};
+use sluice_core::{
+    status::{JobStatus, StatusStore},
+    topics::Topics,
+    Config,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// The signing secret tests configure, and the key it decodes to.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One test's private slice of the shared broker and Redis.
+pub struct TestEnv {
+    pub id: String,
+    pub config: Config,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let mut config = Config::default();
+        config.topics.prefix = format!("test-{id}.");
+        config.topics.partitions = 3;
+        config.redis.key_prefix = format!("sluice-test:{id}:");
+        config.webhook.secret = WEBHOOK_SECRET.to_owned();
+        config.webhook.timeout = Duration::from_secs(5);
+        config.api.listen = "127.0.0.1:0".parse().unwrap();
+        config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        config.worker.commit_interval = Duration::from_millis(200);
+        config.worker.drain_timeout = Duration::from_secs(10);
+        let env = Self { id, config };
+        env.ensure_topics().await;
+        env
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.config.topics)
+    }
+
+    pub async fn ensure_topics(&self) {
+        let names = self.topics().all();
+        sluice_core::kafka::ensure_topics(&self.config.kafka, &self.config.topics, &names)
+            .await
+            .expect("topics are created on the test broker (is `make env-up` running?)");
+    }
+
+    pub async fn status_store(&self) -> StatusStore {
+        StatusStore::connect(&self.config.redis)
+            .await
+            .expect("Redis is up")
+    }
+
+    pub async fn start_api(&self) -> RunningRole<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = sluice_api::state(Arc::new(self.config.clone()))
+            .await
+            .expect("api state");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(sluice_api::serve(listener, state, shutdown.clone()));
+        RunningRole {
+            info: addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub async fn start_worker(&self, kinds: &[&str]) -> RunningRole<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let kinds = kinds.iter().map(|k| (*k).to_owned()).collect();
+        let handle = tokio::spawn(sluice_worker::serve(
+            Arc::new(self.config.clone()),
+            kinds,
+            listener,
+            shutdown.clone(),
+        ));
+        RunningRole {
+            info: addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// The `SLUICE__…` variables that give a child `sluice` process this test's configuration.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "SLUICE__TOPICS__PREFIX".into(),
+                self.config.topics.prefix.clone(),
+            ),
+            (
+                "SLUICE__REDIS__KEY_PREFIX".into(),
+                self.config.redis.key_prefix.clone(),
+            ),
+            (
+                "SLUICE__WEBHOOK__SECRET".into(),
+                self.config.webhook.secret.clone(),
+            ),
+            (
+                "SLUICE__WORKER__METRICS_LISTEN".into(),
+                "127.0.0.1:0".into(),
+            ),
+            ("SLUICE__WORKER__COMMIT_INTERVAL".into(), "200ms".into()),
+            ("SLUICE__LOG__LEVEL".into(), "warn".into()),
+        ]
+    }
+
+    /// Starts the real `sluice` binary as a child process.
+    pub fn spawn_sluice(&self, args: &[&str]) -> Child {
+        self.spawn_sluice_with(args, &[])
+    }
+
+    /// Like `spawn_sluice`, with extra environment variables.
+    pub fn spawn_sluice_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
+        Command::new(sluice_binary())
+            .args(args)
+            .envs(self.env_vars())
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the sluice binary starts (make test builds it first)")
+    }
+
+    pub async fn job_status(&self, store: &StatusStore, job_id: &str) -> Option<JobStatus> {
+        store.get(job_id).await.expect("Redis answers")
+    }
+
+    /// Records in a topic: the sum of its partitions' high watermarks.
+    pub fn record_count(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    }
+
+    /// The committed offsets of a group on a topic, summed over partitions (unset counts 0).
+    pub fn committed_total(&self, group: &str, topic: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for partition in 0..self.config.topics.partitions {
+            list.add_partition(topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// A role started inside the test process.
+pub struct RunningRole<T> {
+    pub info: T,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl<T> RunningRole<T> {
+    /// Graceful stop; fails the test if the role returned an error.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("role stops within 30 s")
+            .expect("role task did not panic")
+            .expect("role ended without error");
+    }
+}
+
+/// `target/debug/sluice`, next to the test binary's `deps/` folder (or `$SLUICE_BIN`).
+pub fn sluice_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("sluice")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `deploy/env.sh <command>` (tests that stop and start the broker).
+pub fn env_script(command: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/env.sh");
+    let status = Command::new(script)
+        .arg(command)
+        .status()
+        .expect("env.sh runs");
+    assert!(status.success(), "deploy/env.sh {command} failed");
+}

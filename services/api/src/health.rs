@@ -32,7 +32,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = |ok| if ok { "ok" } else { "unreachable" };
-    (code, Json(json!({ "kafka": word(kafka_ok), "redis": word(redis_ok) })))
+    (
+        code,
+        Json(json!({ "kafka": word(kafka_ok), "redis": word(redis_ok) })),
+    )
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

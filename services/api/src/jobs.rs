@@ -9,12 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use rdkafka::{
-    error::KafkaError,
-    producer::FutureRecord,
-    types::RDKafkaErrorCode,
-    util::Timeout,
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord, types::RDKafkaErrorCode, util::Timeout};
 use serde_json::json;
 use sluice_core::{
     headers,
@@ -73,7 +68,11 @@ pub async fn create(
             "the job queue cannot take jobs right now; retry later".into(),
         ));
     }
-    state.metrics.jobs_published.with_label_values(&[kind.as_str()]).inc();
+    state
+        .metrics
+        .jobs_published
+        .with_label_values(&[kind.as_str()])
+        .inc();
 
     // Kafka holds the job now; a status write that fails only delays what GET shows until the
     // worker writes its own, so it must not turn an accepted job into an error.
@@ -117,7 +116,9 @@ pub async fn get(
         ApiError::Unavailable("job status is unavailable right now".into())
     })?;
     match status {
-        Some(status) => Ok(Json(serde_json::to_value(status).map_err(|_| ApiError::Internal)?)),
+        Some(status) => Ok(Json(
+            serde_json::to_value(status).map_err(|_| ApiError::Internal)?,
+        )),
         None => Err(ApiError::NotFound(format!("no job `{job_id}`"))),
     }
 }

@@ -27,7 +27,10 @@ impl ApiMetrics {
         let requests = register(
             &registry,
             IntCounterVec::new(
-                Opts::new("sluice_http_requests_total", "HTTP requests by route and status."),
+                Opts::new(
+                    "sluice_http_requests_total",
+                    "HTTP requests by route and status.",
+                ),
                 &["route", "status"],
             )
             .unwrap(),
@@ -35,10 +38,13 @@ impl ApiMetrics {
         let request_seconds = register(
             &registry,
             HistogramVec::new(
-                HistogramOpts::new("sluice_http_request_duration_seconds", "HTTP request latency.")
-                    .buckets(vec![
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    ]),
+                HistogramOpts::new(
+                    "sluice_http_request_duration_seconds",
+                    "HTTP request latency.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
                 &["route"],
             )
             .unwrap(),
@@ -46,7 +52,10 @@ impl ApiMetrics {
         let jobs_published = register(
             &registry,
             IntCounterVec::new(
-                Opts::new("sluice_jobs_published_total", "Jobs acknowledged by Kafka, by kind."),
+                Opts::new(
+                    "sluice_jobs_published_total",
+                    "Jobs acknowledged by Kafka, by kind.",
+                ),
                 &["kind"],
             )
             .unwrap(),

@@ -155,7 +155,10 @@ impl SchemaRegistry {
 
     /// All versions of a type, oldest first.
     pub fn versions(&self, type_name: &str) -> &[Arc<SchemaVersion>] {
-        self.by_type.get(type_name).map(Vec::as_slice).unwrap_or(&[])
+        self.by_type
+            .get(type_name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The newest version of a type: what sluice writes and resolves into.
@@ -195,10 +198,10 @@ impl SchemaRegistry {
         let mut body = &bytes[HEADER_LEN..];
         let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(&reader.schema))
             .map_err(|e| DecodeError::Body {
-                type_name: writer.type_name.clone(),
-                version: writer.version,
-                message: e.to_string(),
-            })?;
+            type_name: writer.type_name.clone(),
+            version: writer.version,
+            message: e.to_string(),
+        })?;
         if !body.is_empty() {
             return Err(DecodeError::TrailingBytes(body.len()));
         }
@@ -211,11 +214,12 @@ impl SchemaRegistry {
 
 /// Encodes `value` with one specific schema version (tests use this to write old versions).
 pub fn encode_with(version: &SchemaVersion, value: Value) -> Result<Vec<u8>, SchemaError> {
-    let body =
-        apache_avro::to_avro_datum(&version.schema, value).map_err(|source| SchemaError::Encode {
+    let body = apache_avro::to_avro_datum(&version.schema, value).map_err(|source| {
+        SchemaError::Encode {
             type_name: version.type_name.clone(),
             source,
-        })?;
+        }
+    })?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&version.header());
     out.extend_from_slice(&body);

@@ -11,10 +11,17 @@ fn rabin_fingerprint_matches_the_avro_specification_vectors() {
         (r#""int""#, 8247732601305521295),
         (r#""long""#, -3434872931120570953),
         (r#""string""#, -8142146995180207161),
-        (r#"{"name":"foo","type":"fixed","size":15}"#, 1756455273707447556),
+        (
+            r#"{"name":"foo","type":"fixed","size":15}"#,
+            1756455273707447556,
+        ),
     ];
     for (canonical, expected) in vectors {
-        assert_eq!(rabin_fingerprint(canonical.as_bytes()), *expected as u64, "{canonical}");
+        assert_eq!(
+            rabin_fingerprint(canonical.as_bytes()),
+            *expected as u64,
+            "{canonical}"
+        );
     }
 }
 
@@ -23,7 +30,10 @@ fn every_embedded_schema_parses_and_the_known_types_exist() {
     let registry = SchemaRegistry::embedded();
     let names: Vec<_> = registry.type_names().collect();
     for expected in ["FollowChanged", "PostCreated", "noop", "webhook"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
 
@@ -38,7 +48,9 @@ fn webhook(url: &str) -> Value {
 #[test]
 fn round_trip_keeps_every_field_and_writes_the_single_object_header() {
     let registry = SchemaRegistry::embedded();
-    let bytes = registry.encode("webhook", webhook("http://example.test/hook")).unwrap();
+    let bytes = registry
+        .encode("webhook", webhook("http://example.test/hook"))
+        .unwrap();
     assert_eq!(&bytes[..2], &MAGIC);
     let latest = registry.latest("webhook").unwrap();
     assert_eq!(&bytes[2..10], &latest.fingerprint.to_le_bytes());
@@ -70,22 +82,40 @@ fn an_old_writer_is_resolved_to_the_newest_reader() {
 #[test]
 fn garbage_is_a_decode_error_never_a_panic() {
     let registry = SchemaRegistry::embedded();
-    assert!(matches!(registry.decode("noop", b"hi"), Err(DecodeError::TooShort(2))));
-    assert!(matches!(registry.decode("noop", b"not avro at all"), Err(DecodeError::BadMagic(b'n', b'o'))));
+    assert!(matches!(
+        registry.decode("noop", b"hi"),
+        Err(DecodeError::TooShort(2))
+    ));
+    assert!(matches!(
+        registry.decode("noop", b"not avro at all"),
+        Err(DecodeError::BadMagic(b'n', b'o'))
+    ));
     let mut unknown = vec![0xC3, 0x01];
     unknown.extend_from_slice(&0x0123_4567_89ab_cdefu64.to_le_bytes());
-    assert!(matches!(registry.decode("noop", &unknown), Err(DecodeError::UnknownFingerprint(0x0123_4567_89ab_cdef))));
+    assert!(matches!(
+        registry.decode("noop", &unknown),
+        Err(DecodeError::UnknownFingerprint(0x0123_4567_89ab_cdef))
+    ));
 
     let webhook_bytes = registry.encode("webhook", webhook("http://x")).unwrap();
-    assert!(matches!(registry.decode("noop", &webhook_bytes), Err(DecodeError::WrongType { .. })));
+    assert!(matches!(
+        registry.decode("noop", &webhook_bytes),
+        Err(DecodeError::WrongType { .. })
+    ));
 
     let mut truncated = webhook_bytes.clone();
     truncated.truncate(truncated.len() - 3);
-    assert!(matches!(registry.decode("webhook", &truncated), Err(DecodeError::Body { .. })));
+    assert!(matches!(
+        registry.decode("webhook", &truncated),
+        Err(DecodeError::Body { .. })
+    ));
 
     let mut trailing = webhook_bytes;
     trailing.push(0);
-    assert_eq!(registry.decode("webhook", &trailing).unwrap_err(), DecodeError::TrailingBytes(1));
+    assert_eq!(
+        registry.decode("webhook", &trailing).unwrap_err(),
+        DecodeError::TrailingBytes(1)
+    );
 }
 
 /// Every schema change must keep both directions working: the new version reads what the previous
@@ -98,14 +128,25 @@ fn each_schema_version_is_backward_and_forward_compatible_with_the_previous() {
     for type_name in registry.type_names() {
         for pair in registry.versions(type_name).windows(2) {
             let (previous, next) = (&pair[0].schema, &pair[1].schema);
-            SchemaCompatibility::can_read(previous, next)
-                .unwrap_or_else(|e| panic!("{type_name} v{} cannot read v{}: {e}", pair[1].version, pair[0].version));
-            SchemaCompatibility::can_read(next, previous)
-                .unwrap_or_else(|e| panic!("{type_name} v{} cannot read v{}: {e}", pair[0].version, pair[1].version));
+            SchemaCompatibility::can_read(previous, next).unwrap_or_else(|e| {
+                panic!(
+                    "{type_name} v{} cannot read v{}: {e}",
+                    pair[1].version, pair[0].version
+                )
+            });
+            SchemaCompatibility::can_read(next, previous).unwrap_or_else(|e| {
+                panic!(
+                    "{type_name} v{} cannot read v{}: {e}",
+                    pair[0].version, pair[1].version
+                )
+            });
             pairs_checked += 1;
         }
     }
-    assert!(pairs_checked >= 1, "no type has two versions, so nothing was checked");
+    assert!(
+        pairs_checked >= 1,
+        "no type has two versions, so nothing was checked"
+    );
 }
 
 #[test]
@@ -135,5 +176,8 @@ fn the_new_writer_is_readable_by_the_previous_reader_in_practice() {
     .unwrap();
     let mut body = &bytes[HEADER_LEN..];
     let old_view = apache_avro::from_avro_datum(&v2.schema, &mut body, Some(&v1.schema)).unwrap();
-    assert_eq!(old_view, Value::Record(vec![("payload".into(), Value::String("y".into()))]));
+    assert_eq!(
+        old_view,
+        Value::Record(vec![("payload".into(), Value::String("y".into()))])
+    );
 }

@@ -8,10 +8,15 @@ use crate::json::FieldError;
 /// Returns the string field `name` of a record value.
 pub fn string_field<'v>(record: &'v Value, name: &str) -> Option<&'v str> {
     match record {
-        Value::Record(fields) => fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| match v {
-            Value::String(s) => Some(s.as_str()),
-            _ => None,
-        }),
+        Value::Record(fields) => {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| match v {
+                    Value::String(s) => Some(s.as_str()),
+                    _ => None,
+                })
+        }
         _ => None,
     }
 }
@@ -19,11 +24,16 @@ pub fn string_field<'v>(record: &'v Value, name: &str) -> Option<&'v str> {
 /// Returns the integer field `name` of a record value.
 pub fn long_field(record: &Value, name: &str) -> Option<i64> {
     match record {
-        Value::Record(fields) => fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| match v {
-            Value::Long(n) => Some(*n),
-            Value::Int(n) => Some(i64::from(*n)),
-            _ => None,
-        }),
+        Value::Record(fields) => {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| match v {
+                    Value::Long(n) => Some(*n),
+                    Value::Int(n) => Some(i64::from(*n)),
+                    _ => None,
+                })
+        }
         _ => None,
     }
 }
@@ -39,20 +49,29 @@ pub fn validate(kind: &str, record: &Value) -> Result<(), FieldError> {
             let url = string_field(record, "url").unwrap_or_default();
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
             if !scheme_ok || url.len() <= "https://".len() {
-                return Err(problem("url", "must be an absolute http:// or https:// URL"));
+                return Err(problem(
+                    "url",
+                    "must be an absolute http:// or https:// URL",
+                ));
             }
-            if string_field(record, "event_type").unwrap_or_default().is_empty() {
+            if string_field(record, "event_type")
+                .unwrap_or_default()
+                .is_empty()
+            {
                 return Err(problem("event_type", "must not be empty"));
             }
             let payload = string_field(record, "payload").unwrap_or_default();
             if serde_json::from_str::<serde_json::Value>(payload).is_err() {
-                return Err(problem("payload", "must be a JSON document encoded as a string"));
+                return Err(problem(
+                    "payload",
+                    "must be a JSON document encoded as a string",
+                ));
             }
         }
-        "noop" => {
-            if long_field(record, "sleep_ms").is_some_and(|ms| !(0..=3_600_000).contains(&ms)) {
-                return Err(problem("sleep_ms", "must be between 0 and 3600000"));
-            }
+        "noop"
+            if long_field(record, "sleep_ms").is_some_and(|ms| !(0..=3_600_000).contains(&ms)) =>
+        {
+            return Err(problem("sleep_ms", "must be between 0 and 3600000"));
         }
         _ => {}
     }
@@ -109,9 +128,15 @@ pub fn prepare(kind: &str, body: &[u8]) -> Result<PreparedJob, JobError> {
         None => {}
         Some(serde_json::Value::String(p)) if p == "normal" => {}
         Some(serde_json::Value::String(p)) if p == "high" || p == "low" => {
-            return Err(field_error(PRIORITY_FIELD, "priority lanes are not enabled; use `normal`").into())
+            return Err(field_error(
+                PRIORITY_FIELD,
+                "priority lanes are not enabled; use `normal`",
+            )
+            .into())
         }
-        Some(_) => return Err(field_error(PRIORITY_FIELD, "must be one of high, normal, low").into()),
+        Some(_) => {
+            return Err(field_error(PRIORITY_FIELD, "must be one of high, normal, low").into())
+        }
     }
     let record = crate::json::json_to_avro(&schema.schema, &document)?;
     validate(kind, &record)?;

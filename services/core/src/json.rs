@@ -95,7 +95,9 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
             .map(|s| Value::String(s.to_owned()))
             .ok_or_else(|| expected(path, "a string", json)),
         Schema::Enum(e) => {
-            let symbol = json.as_str().ok_or_else(|| expected(path, "a string", json))?;
+            let symbol = json
+                .as_str()
+                .ok_or_else(|| expected(path, "a string", json))?;
             e.symbols
                 .iter()
                 .position(|s| s == symbol)
@@ -105,7 +107,9 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
                 })
         }
         Schema::Array(a) => {
-            let items = json.as_array().ok_or_else(|| expected(path, "an array", json))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| expected(path, "an array", json))?;
             items
                 .iter()
                 .enumerate()
@@ -114,7 +118,9 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
                 .map(Value::Array)
         }
         Schema::Map(m) => {
-            let entries = json.as_object().ok_or_else(|| expected(path, "an object", json))?;
+            let entries = json
+                .as_object()
+                .ok_or_else(|| expected(path, "an object", json))?;
             entries
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), convert(&m.types, v, &child(path, k))?)))
@@ -123,7 +129,9 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
         }
         Schema::Union(u) => union(u, json, path),
         Schema::Record(r) => {
-            let object = json.as_object().ok_or_else(|| expected(path, "an object", json))?;
+            let object = json
+                .as_object()
+                .ok_or_else(|| expected(path, "an object", json))?;
             if let Some(unknown) = object.keys().find(|k| !r.lookup.contains_key(*k)) {
                 return Err(FieldError::new(&child(path, unknown), "unknown field"));
             }
@@ -147,11 +155,16 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
 }
 
 fn integer(json: &Json, path: &str, min: i64, max: i64) -> Result<i64, FieldError> {
-    let n = json.as_i64().ok_or_else(|| expected(path, "an integer", json))?;
+    let n = json
+        .as_i64()
+        .ok_or_else(|| expected(path, "an integer", json))?;
     if (min..=max).contains(&n) {
         Ok(n)
     } else {
-        Err(FieldError::new(path, format!("{n} is out of range {min}..={max}")))
+        Err(FieldError::new(
+            path,
+            format!("{n} is out of range {min}..={max}"),
+        ))
     }
 }
 
@@ -190,8 +203,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let missing = json_to_avro(webhook_schema(), &json!({"url": "http://x", "payload": "{}"}));
-        assert_eq!(missing.unwrap_err().to_string(), "field `event_type`: missing");
+        let missing = json_to_avro(
+            webhook_schema(),
+            &json!({"url": "http://x", "payload": "{}"}),
+        );
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "field `event_type`: missing"
+        );
 
         let wrong_type = json_to_avro(
             webhook_schema(),
@@ -206,10 +225,16 @@ mod tests {
             webhook_schema(),
             &json!({"url": "u", "event_type": "a", "payload": "{}", "ulr": "typo"}),
         );
-        assert_eq!(unknown.unwrap_err().to_string(), "field `ulr`: unknown field");
+        assert_eq!(
+            unknown.unwrap_err().to_string(),
+            "field `ulr`: unknown field"
+        );
 
         let not_object = json_to_avro(webhook_schema(), &json!([1]));
-        assert_eq!(not_object.unwrap_err().to_string(), "expected an object, got an array");
+        assert_eq!(
+            not_object.unwrap_err().to_string(),
+            "expected an object, got an array"
+        );
     }
 
     #[test]
@@ -223,11 +248,17 @@ mod tests {
                 ("sleep_ms".into(), Value::Long(0)),
             ])
         );
-        let follow = &SchemaRegistry::embedded().latest("FollowChanged").unwrap().schema;
+        let follow = &SchemaRegistry::embedded()
+            .latest("FollowChanged")
+            .unwrap()
+            .schema;
         let bad = json_to_avro(
             follow,
             &json!({"follower_id": "a", "followee_id": "b", "action": "LIKE", "changed_at": 1}),
         );
-        assert_eq!(bad.unwrap_err().to_string(), "field `action`: expected one of FOLLOW, UNFOLLOW");
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "field `action`: expected one of FOLLOW, UNFOLLOW"
+        );
     }
 }

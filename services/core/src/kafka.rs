@@ -40,19 +40,29 @@ pub fn producer_config(kafka: &KafkaConfig, delivery_timeout: Duration) -> Clien
         .set("partitioner", "murmur2_random")
         // 5 ms lets concurrent requests share a batch at a cost far below an HTTP round trip.
         .set("linger.ms", "5")
-        .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        );
     with_overrides(config, kafka)
 }
 
 /// A consumer for at-least-once processing: offsets are stored by the application only after a
 /// job's outcome is durable, and the stored offsets are committed in the background.
-pub fn consumer_config(kafka: &KafkaConfig, group: &str, commit_interval: Duration) -> ClientConfig {
+pub fn consumer_config(
+    kafka: &KafkaConfig,
+    group: &str,
+    commit_interval: Duration,
+) -> ClientConfig {
     let mut config = base(kafka);
     config
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", commit_interval.as_millis().to_string())
+        .set(
+            "auto.commit.interval.ms",
+            commit_interval.as_millis().to_string(),
+        )
         .set("auto.offset.reset", "earliest")
         // Jobs are latency-sensitive: wait at most 100 ms for a fetch to fill instead of 500 ms.
         .set("fetch.wait.max.ms", "100")

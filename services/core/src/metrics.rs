@@ -7,7 +7,10 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 pub fn new_registry(role: &str) -> Registry {
     let registry = Registry::new();
     let build_info = IntGaugeVec::new(
-        Opts::new("sluice_build_info", "Always 1; labels name the build and the role."),
+        Opts::new(
+            "sluice_build_info",
+            "Always 1; labels name the build and the role.",
+        ),
         &["version", "role"],
     )
     .expect("static metric definition");
@@ -19,7 +22,9 @@ pub fn new_registry(role: &str) -> Registry {
         .expect("fresh registry");
     #[cfg(target_os = "linux")]
     registry
-        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
         .expect("fresh registry");
     registry
 }

@@ -137,9 +137,15 @@ impl StatusStore {
             job_id: job_id.to_owned(),
             kind: fields.get("kind").cloned().unwrap_or_default(),
             status,
-            attempts: fields.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            attempts: fields
+                .get("attempts")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
             last_error: fields.get("last_error").cloned(),
-            updated_at: fields.get("updated_at").and_then(|a| a.parse().ok()).unwrap_or(0),
+            updated_at: fields
+                .get("updated_at")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
         }))
     }
 

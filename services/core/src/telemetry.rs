@@ -6,8 +6,8 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. `RUST_LOG` overrides the configured level.
 pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests start several roles in one process) keeps the first subscriber.
     let _ = match config.format {

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "Event-streaming and background-job pipeline on Apache Kafka")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Event-streaming and background-job pipeline on Apache Kafka"
+)]
 pub struct Cli {
     /// TOML configuration file; `SLUICE__SECTION__KEY` environment variables override it.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]

@@ -19,7 +19,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::{
     error::KafkaError,
     message::DeliveryResult,
-    producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer},
+    producer::{
+        BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+    },
     types::RDKafkaErrorCode,
     util::Timeout,
     ClientContext,
@@ -39,7 +41,8 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<ExitCode>
     match (&args.json, &args.file) {
         (Some(json), _) => publish_one(config, &args.kind, json).await,
         (None, Some(path)) if path.as_os_str() != "-" => {
-            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             publish_many(config, args.kind, Box::new(file)).await
         }
         _ => publish_many(config, args.kind, Box::new(std::io::stdin())).await,
@@ -48,9 +51,10 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<ExitCode>
 
 async fn publish_one(config: &Config, kind: &str, json: &str) -> anyhow::Result<ExitCode> {
     let job = jobs::prepare(kind, json.as_bytes()).context("invalid job")?;
-    let producer: FutureProducer = sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
-        .create()
-        .context("creating the Kafka producer")?;
+    let producer: FutureProducer =
+        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
+            .create()
+            .context("creating the Kafka producer")?;
     let topic = Topics::new(&config.topics).jobs(kind);
     let record = FutureRecord::to(&topic)
         .key(&job.key)
@@ -61,7 +65,10 @@ async fn publish_one(config: &Config, kind: &str, json: &str) -> anyhow::Result<
         .await
         .map_err(|(e, _)| e)
         .with_context(|| format!("Kafka did not acknowledge the job on {topic}"))?;
-    println!("{}", serde_json::json!({ "job_id": job.job_id, "status": "queued" }));
+    println!(
+        "{}",
+        serde_json::json!({ "job_id": job.job_id, "status": "queued" })
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,12 +94,20 @@ impl ProducerContext for CountingContext {
     }
 }
 
-async fn publish_many(config: &Config, kind: String, input: Box<dyn Read + Send>) -> anyhow::Result<ExitCode> {
+async fn publish_many(
+    config: &Config,
+    kind: String,
+    input: Box<dyn Read + Send>,
+) -> anyhow::Result<ExitCode> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || publish_many_blocking(&config, &kind, input)).await?
 }
 
-fn publish_many_blocking(config: &Config, kind: &str, input: Box<dyn Read + Send>) -> anyhow::Result<ExitCode> {
+fn publish_many_blocking(
+    config: &Config,
+    kind: &str,
+    input: Box<dyn Read + Send>,
+) -> anyhow::Result<ExitCode> {
     let deliveries = Arc::new(Deliveries::default());
     let producer: ThreadedProducer<CountingContext> =
         sluice_core::kafka::producer_config(&config.kafka, Duration::from_secs(60))
@@ -153,7 +168,11 @@ fn publish_many_blocking(config: &Config, kind: &str, input: Box<dyn Read + Send
         "published {acknowledged} {kind} jobs to {topic} in {:.2} s ({rate:.0} jobs/s); {failed} failed ({invalid} invalid)",
         elapsed.as_secs_f64()
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A bar on a terminal, nothing otherwise (scripts and CI read the summary line).
@@ -163,10 +182,11 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} acknowledged {per_sec} [{elapsed_precise}]")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{spinner} {pos}/{len} acknowledged {per_sec} [{elapsed_precise}]",
+        )
+        .expect("static template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
-

@@ -9,7 +9,11 @@ pub async fn ensure(config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("creating topics on {}", config.kafka.bootstrap_servers))?;
     for name in &names {
-        let state = if created.contains(name) { "created" } else { "exists" };
+        let state = if created.contains(name) {
+            "created"
+        } else {
+            "exists"
+        };
         println!("{state:>8}  {name}");
     }
     Ok(())

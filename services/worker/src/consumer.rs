@@ -20,7 +20,11 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::process::{process, KindRuntime};
 
-pub async fn consume(rt: Arc<KindRuntime>, permits: Arc<Semaphore>, drain_timeout: Duration) -> anyhow::Result<()> {
+pub async fn consume(
+    rt: Arc<KindRuntime>,
+    permits: Arc<Semaphore>,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
     let topic = rt.topics.jobs(&rt.kind);
     rt.consumer
         .subscribe(&[&topic])
@@ -40,7 +44,8 @@ pub async fn consume(rt: Arc<KindRuntime>, permits: Arc<Semaphore>, drain_timeou
         while jobs.try_join_next().is_some() {}
         match received {
             Ok(message) => {
-                rt.tracker.started(message.topic(), message.partition(), message.offset());
+                rt.tracker
+                    .started(message.topic(), message.partition(), message.offset());
                 let rt = rt.clone();
                 jobs.spawn(async move {
                     process(rt, message).await;
@@ -65,12 +70,16 @@ pub async fn consume(rt: Arc<KindRuntime>, permits: Arc<Semaphore>, drain_timeou
         jobs.abort_all();
     }
     let consumer = rt.consumer.clone();
-    let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await?;
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+            .await?;
     match committed {
         Ok(()) => tracing::info!(kind = %rt.kind, "offsets committed; worker stopped"),
         // Nothing was stored since the last commit: nothing to do.
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(kind = %rt.kind, error = %e, "final commit failed; the last jobs may be redelivered"),
+        Err(e) => {
+            tracing::warn!(kind = %rt.kind, error = %e, "final commit failed; the last jobs may be redelivered")
+        }
     }
     rt.consumer.unsubscribe();
     Ok(())

@@ -23,12 +23,19 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn started(&self, topic: &str, partition: i32, offset: i64) {
-        self.offsets.lock().unwrap().started(topic, partition, offset);
+        self.offsets
+            .lock()
+            .unwrap()
+            .started(topic, partition, offset);
     }
 
     /// Marks a job done and returns the offset to store, if it moved.
     pub fn finished(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        let stored = self.offsets.lock().unwrap().finished(topic, partition, offset);
+        let stored = self
+            .offsets
+            .lock()
+            .unwrap()
+            .finished(topic, partition, offset);
         self.changed.notify_all();
         stored
     }
@@ -38,7 +45,10 @@ impl Tracker {
     fn drain(&self, partitions: &[(String, i32)], timeout: Duration) -> Vec<(String, i32, i64)> {
         let deadline = Instant::now() + timeout;
         let mut offsets = self.offsets.lock().unwrap();
-        while partitions.iter().any(|(t, p)| offsets.in_flight_of(t, *p) > 0) {
+        while partitions
+            .iter()
+            .any(|(t, p)| offsets.in_flight_of(t, *p) > 0)
+        {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::warn!("revoked partitions still have jobs running after the drain timeout; they will be redelivered");
                 break;
@@ -86,7 +96,9 @@ impl ConsumerContext for WorkerContext {
         }
         match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => tracing::info!(partitions = commit.len(), "committed revoked partitions"),
-            Err(e) => tracing::warn!(error = %e, "commit on revocation failed; jobs may be redelivered"),
+            Err(e) => {
+                tracing::warn!(error = %e, "commit on revocation failed; jobs may be redelivered")
+            }
         }
     }
 }

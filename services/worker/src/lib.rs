@@ -25,13 +25,18 @@ use crate::{
 };
 pub use metrics::WorkerMetrics;
 
-fn handlers(config: &Config, kinds: &[String]) -> anyhow::Result<HashMap<String, Arc<dyn Handler>>> {
+fn handlers(
+    config: &Config,
+    kinds: &[String],
+) -> anyhow::Result<HashMap<String, Arc<dyn Handler>>> {
     let mut handlers: HashMap<String, Arc<dyn Handler>> = HashMap::new();
     for kind in kinds {
         let handler: Arc<dyn Handler> = match kind.as_str() {
             "webhook" => Arc::new(webhook::WebhookHandler::new(&config.webhook)?),
             "noop" => Arc::new(NoopHandler),
-            other if sluice_core::topics::is_job_kind(other) => bail!("job kind `{other}` has no handler in this worker"),
+            other if sluice_core::topics::is_job_kind(other) => {
+                bail!("job kind `{other}` has no handler in this worker")
+            }
             other => bail!(
                 "unknown job kind `{other}` (known: {})",
                 sluice_core::topics::job_kinds().join(", ")
@@ -43,7 +48,11 @@ fn handlers(config: &Config, kinds: &[String]) -> anyhow::Result<HashMap<String,
 }
 
 /// Binds `worker.metrics_listen` and runs until `shutdown`.
-pub async fn run(config: Arc<Config>, kinds: Vec<String>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Arc<Config>,
+    kinds: Vec<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.worker.metrics_listen)
         .await
         .with_context(|| format!("binding worker metrics to {}", config.worker.metrics_listen))?;
@@ -82,7 +91,10 @@ pub async fn serve(
     let metrics_app = {
         let registry = metrics.registry.clone();
         Router::new()
-            .route("/metrics", get(move || async move { sluice_core::metrics::render(&registry) }))
+            .route(
+                "/metrics",
+                get(move || async move { sluice_core::metrics::render(&registry) }),
+            )
             .route("/healthz", get(|| async { "ok" }))
     };
     tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
@@ -118,7 +130,11 @@ pub async fn serve(
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         });
-        tasks.spawn(consumer::consume(rt, permits.clone(), config.worker.drain_timeout));
+        tasks.spawn(consumer::consume(
+            rt,
+            permits.clone(),
+            config.worker.drain_timeout,
+        ));
     }
 
     let mut first_error = None;

@@ -24,7 +24,10 @@ impl WorkerMetrics {
             started: register(
                 &registry,
                 IntCounterVec::new(
-                    Opts::new("sluice_jobs_started_total", "Job deliveries handed to a handler."),
+                    Opts::new(
+                        "sluice_jobs_started_total",
+                        "Job deliveries handed to a handler.",
+                    ),
                     &["kind"],
                 )
                 .unwrap(),

@@ -32,9 +32,16 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     /// A job at `offset` was handed to a handler.
     pub fn started(&mut self, topic: &str, partition: i32, offset: i64) {
-        let state = self.partitions.entry((topic.to_owned(), partition)).or_default();
+        let state = self
+            .partitions
+            .entry((topic.to_owned(), partition))
+            .or_default();
         state.in_flight.insert(offset);
-        state.next_after_dispatched = Some(state.next_after_dispatched.map_or(offset + 1, |n| n.max(offset + 1)));
+        state.next_after_dispatched = Some(
+            state
+                .next_after_dispatched
+                .map_or(offset + 1, |n| n.max(offset + 1)),
+        );
     }
 
     /// The job at `offset` has a durable outcome. Returns the offset to store now, if the

@@ -47,7 +47,14 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
         .and_then(|h| headers::get(h, headers::JOB_ID))
         .map(str::to_owned)
         // A producer that sent no id still gets a stable one, so the job can be traced.
-        .unwrap_or_else(|| format!("{}-{}-{}", message.topic(), message.partition(), message.offset()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            )
+        });
     let attempt = message
         .headers()
         .and_then(|h| headers::get(h, headers::ATTEMPT))
@@ -66,15 +73,28 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
     let durable = match result {
         Ok(()) => {
             record_status(&rt, &job_id, Status::Succeeded, attempt, None).await;
-            rt.metrics.finished.with_label_values(&[kind, "success"]).inc();
+            rt.metrics
+                .finished
+                .with_label_values(&[kind, "success"])
+                .inc();
             true
         }
         Err(failure) => {
             tracing::info!(%job_id, kind, class = failure.class.as_str(), error = %failure.message, "job failed; dead-lettering");
             let written = dead_letter(&rt, &message, &job_id, &failure).await;
             if written {
-                record_status(&rt, &job_id, Status::DeadLettered, attempt, Some(&failure.message)).await;
-                rt.metrics.finished.with_label_values(&[kind, "dead_letter"]).inc();
+                record_status(
+                    &rt,
+                    &job_id,
+                    Status::DeadLettered,
+                    attempt,
+                    Some(&failure.message),
+                )
+                .await;
+                rt.metrics
+                    .finished
+                    .with_label_values(&[kind, "dead_letter"])
+                    .inc();
                 rt.metrics
                     .dead_letters
                     .with_label_values(&[kind, failure.class.as_str()])
@@ -90,14 +110,22 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
         .and_then(|v| v.parse::<i64>().ok())
     {
         let seconds = (now_millis() - enqueued_at).max(0) as f64 / 1000.0;
-        rt.metrics.end_to_end_seconds.with_label_values(&[kind]).observe(seconds);
+        rt.metrics
+            .end_to_end_seconds
+            .with_label_values(&[kind])
+            .observe(seconds);
     }
     if durable {
         store_offset(&rt, &message);
     }
 }
 
-async fn run(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, attempt: u32) -> Result<(), JobFailure> {
+async fn run(
+    rt: &KindRuntime,
+    message: &OwnedMessage,
+    job_id: &str,
+    attempt: u32,
+) -> Result<(), JobFailure> {
     let bytes = message.payload().unwrap_or_default();
     let decoded = SchemaRegistry::embedded()
         .decode(&rt.kind, bytes)
@@ -112,7 +140,10 @@ async fn run(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, attempt: u3
         record: decoded.value,
     };
     // A panicking handler must not take the worker down with it, nor lose the job.
-    match AssertUnwindSafe(rt.handler.handle(&job)).catch_unwind().await {
+    match AssertUnwindSafe(rt.handler.handle(&job))
+        .catch_unwind()
+        .await
+    {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -120,7 +151,10 @@ async fn run(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, attempt: u3
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "handler panicked".to_owned());
-            Err(JobFailure::new(ErrorClass::Panic, format!("panic: {message}")))
+            Err(JobFailure::new(
+                ErrorClass::Panic,
+                format!("panic: {message}"),
+            ))
         }
     }
 }
@@ -128,7 +162,12 @@ async fn run(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, attempt: u3
 /// Writes the original bytes, key and headers to the kind's dead-letter topic, adding why and
 /// where from. Retries until Kafka acknowledges, or gives up at shutdown (the job is then
 /// redelivered, because its offset is not stored). Returns whether the dead letter is durable.
-async fn dead_letter(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, failure: &JobFailure) -> bool {
+async fn dead_letter(
+    rt: &KindRuntime,
+    message: &OwnedMessage,
+    job_id: &str,
+    failure: &JobFailure,
+) -> bool {
     let topic = rt.topics.dead_letters(&rt.kind);
     let added = [
         headers::JOB_ID,
@@ -150,8 +189,14 @@ async fn dead_letter(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, fai
         let record_headers = headers::copy_except(message.headers(), &added)
             .insert(headers::str_header(headers::JOB_ID, job_id))
             .insert(headers::str_header(headers::ERROR, &error))
-            .insert(headers::str_header(headers::ERROR_CLASS, failure.class.as_str()))
-            .insert(headers::str_header(headers::ORIGINAL_TOPIC, message.topic()))
+            .insert(headers::str_header(
+                headers::ERROR_CLASS,
+                failure.class.as_str(),
+            ))
+            .insert(headers::str_header(
+                headers::ORIGINAL_TOPIC,
+                message.topic(),
+            ))
             .insert(headers::str_header(headers::ORIGINAL_PARTITION, &partition))
             .insert(headers::str_header(headers::ORIGINAL_OFFSET, &offset))
             .insert(headers::str_header(headers::DEAD_AT, &dead_at));
@@ -161,7 +206,11 @@ async fn dead_letter(rt: &KindRuntime, message: &OwnedMessage, job_id: &str, fai
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        match rt.producer.send(record, Timeout::After(Duration::from_secs(5))).await {
+        match rt
+            .producer
+            .send(record, Timeout::After(Duration::from_secs(5)))
+            .await
+        {
             Ok(_) => return true,
             Err((e, _)) => {
                 tracing::warn!(%job_id, error = %e, "dead-letter write failed; retrying");
@@ -194,7 +243,13 @@ fn store_offset(rt: &KindRuntime, message: &OwnedMessage) {
 
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent
 /// Redis delays what status shows but never blocks or fails a job.
-async fn record_status(rt: &KindRuntime, job_id: &str, status: Status, attempt: u32, error: Option<&str>) {
+async fn record_status(
+    rt: &KindRuntime,
+    job_id: &str,
+    status: Status,
+    attempt: u32,
+    error: Option<&str>,
+) {
     let write = rt.status.record(job_id, &rt.kind, status, attempt, error);
     match tokio::time::timeout(Duration::from_secs(2), write).await {
         Ok(Ok(())) => {}

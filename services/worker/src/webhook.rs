@@ -47,7 +47,10 @@ impl WebhookHandler {
 
 /// The HMAC key: the base64 part of a `whsec_` secret.
 pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    BASE64.decode(secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
+    BASE64
+        .decode(secret.strip_prefix("whsec_")?)
+        .ok()
+        .filter(|k| !k.is_empty())
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`
@@ -62,8 +65,9 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
 impl Handler for WebhookHandler {
     async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
         let field = |name| {
-            string_field(&job.record, name)
-                .ok_or_else(|| JobFailure::new(ErrorClass::Fatal, format!("record has no `{name}`")))
+            string_field(&job.record, name).ok_or_else(|| {
+                JobFailure::new(ErrorClass::Fatal, format!("record has no `{name}`"))
+            })
         };
         let (url, event_type, payload) = (field("url")?, field("event_type")?, field("payload")?);
         let timestamp = SystemTime::now()
@@ -75,16 +79,26 @@ impl Handler for WebhookHandler {
             .header("content-type", "application/json")
             .header("webhook-id", &job.id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(&self.key, &job.id, timestamp, payload))
+            .header(
+                "webhook-signature",
+                sign(&self.key, &job.id, timestamp, payload),
+            )
             .header("webhook-event-type", event_type)
             .body(payload.to_owned())
             .send()
             .await;
         match response {
             Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
-            Err(e) if e.is_timeout() => Err(JobFailure::new(ErrorClass::Retryable, "request timed out")),
-            Err(e) if e.is_connect() => Err(JobFailure::new(ErrorClass::Retryable, "connection failed")),
-            Err(e) if e.is_builder() => Err(JobFailure::new(ErrorClass::Fatal, format!("bad request: {e}"))),
+            Err(e) if e.is_timeout() => {
+                Err(JobFailure::new(ErrorClass::Retryable, "request timed out"))
+            }
+            Err(e) if e.is_connect() => {
+                Err(JobFailure::new(ErrorClass::Retryable, "connection failed"))
+            }
+            Err(e) if e.is_builder() => Err(JobFailure::new(
+                ErrorClass::Fatal,
+                format!("bad request: {e}"),
+            )),
             Err(_) => Err(JobFailure::new(ErrorClass::Retryable, "request failed")),
         }
     }
@@ -121,7 +135,10 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(value.trim()).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]

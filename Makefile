@@ -1,0 +1,56 @@
+# sluice — the two commands that matter: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+SLUICE_DEBUG := target/debug/sluice
+SLUICE_RELEASE := target/release/sluice
+# A development-only signing secret for `make run`; production sets SLUICE__WEBHOOK__SECRET.
+DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
+
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+setup: ## install what the project needs (Rust toolchain check, Redis, kcat, Kafka jars)
+	@command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
+	@deploy/env.sh fetch
+
+env-up: ## start Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379); no-op when running
+	@deploy/env.sh up
+
+env-down: ## stop Kafka and Redis
+	@deploy/env.sh down
+
+env-clean: ## stop both and delete Kafka's data and the logs
+	@deploy/env.sh clean
+
+env-status:
+	@deploy/env.sh status
+
+build: ## debug build of the sluice binary
+	$(CARGO) build --bin sluice
+
+run: env-up build ## the whole pipeline on this machine: env, topics, api + worker (Ctrl-C stops)
+	@$(SLUICE_DEBUG) topics ensure
+	@echo
+	@echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"
+	@echo "  api metrics http://127.0.0.1:8080/metrics, worker metrics http://127.0.0.1:9101/metrics"
+	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
+	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka and Redis."
+	@echo
+	@SLUICE__WEBHOOK__SECRET=$${SLUICE__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} exec $(SLUICE_DEBUG) all
+
+test: ## start Kafka and Redis if needed, run every test, stop what this target started
+	@deploy/test.sh
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench-publish: ## 100 000 noop jobs: sluice publish --file vs Kafka's ProducerPerformance vs kcat
+	@deploy/bench/publish.sh

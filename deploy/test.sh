@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make test`: every test against a real Kafka broker and a real Redis. Starts whichever of the
+# two is not running and stops, afterwards, only what it started.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+was_up="$(deploy/env.sh status || true)"
+stop_after() {
+  local rc=$?
+  if [[ $was_up != *"kafka: up"* ]]; then deploy/env.sh kafka-stop || true; fi
+  if [[ $was_up != *"redis: up"* ]]; then deploy/env.sh redis-stop || true; fi
+  exit "$rc"
+}
+trap stop_after EXIT
+
+deploy/env.sh up
+# The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.
+cargo build --bin sluice
+cargo test --workspace --no-fail-fast

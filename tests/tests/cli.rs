@@ -1,0 +1,132 @@
+//! The operator CLI against the real broker: `publish` (one job, and JSON Lines in bulk) and
+//! `topics ensure`.
+
+use std::{io::Write, process::Command};
+
+use sluice_tests::{sluice_binary, TestEnv};
+
+fn sluice(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    Command::new(sluice_binary())
+        .args(args)
+        .envs(env.env_vars())
+        .output()
+        .expect("sluice runs")
+}
+
+fn jsonl(lines: impl IntoIterator<Item = String>) -> tempfile_path::TempFile {
+    let file = tempfile_path::TempFile::new();
+    let mut out = std::fs::File::create(&file.path).unwrap();
+    for line in lines {
+        writeln!(out, "{line}").unwrap();
+    }
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_file_sends_every_line_and_reports_a_summary() {
+    let env = TestEnv::new().await;
+    let file = jsonl((0..500).map(|i| format!(r#"{{"payload":"job {i}"}}"#)));
+    let output = sluice(
+        &env,
+        &["publish", "noop", "--file", file.path.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("published 500 noop jobs"), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert_eq!(env.record_count(&env.topics().jobs("noop")), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_file_with_a_bad_line_names_it_and_exits_non_zero() {
+    let env = TestEnv::new().await;
+    let lines = vec![
+        r#"{"payload":"ok"}"#.to_owned(),
+        r#"{"payload":7}"#.to_owned(),
+        r#"{"payload":"ok"}"#.to_owned(),
+    ];
+    let output = sluice(
+        &env,
+        &[
+            "publish",
+            "noop",
+            "--file",
+            jsonl(lines).path.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("line 2: field `payload`: expected a string"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 failed (1 invalid)"));
+    assert_eq!(
+        env.record_count(&env.topics().jobs("noop")),
+        2,
+        "the good lines were still sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_json_prints_the_job_id_and_unknown_kinds_fail() {
+    let env = TestEnv::new().await;
+    let output = sluice(&env, &["publish", "noop", "--json", r#"{"payload":"one"}"#]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(printed["job_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert_eq!(env.record_count(&env.topics().jobs("noop")), 1);
+
+    let unknown = sluice(&env, &["publish", "email", "--json", "{}"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown job kind `email`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_ensure_creates_what_is_missing_and_is_idempotent() {
+    let mut env = TestEnv::new().await;
+    // A fresh prefix whose topics TestEnv did not create.
+    env.config.topics.prefix = format!("fresh-{}.", env.id);
+    let first = sluice(&env, &["topics", "ensure"]);
+    let first = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.contains(&format!("created  fresh-{}.jobs.webhook", env.id)),
+        "{first}"
+    );
+    assert!(first.contains("social.follows"));
+    let second = sluice(&env, &["topics", "ensure"]);
+    let second = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(
+        second.lines().all(|l| l.trim_start().starts_with("exists")),
+        "{second}"
+    );
+}
+
+/// A file removed when the test ends.
+mod tempfile_path {
+    pub struct TempFile {
+        pub path: std::path::PathBuf,
+    }
+
+    impl TempFile {
+        pub fn new() -> Self {
+            let path =
+                std::env::temp_dir().join(format!("sluice-test-{}.jsonl", uuid::Uuid::new_v4()));
+            Self { path }
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
