@@ -16,10 +16,12 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
+    producer::{FutureProducer, FutureRecord},
     ClientConfig,
 };
 use sluice_core::{
-    status::{JobStatus, StatusStore},
+    headers, jobs,
+    status::{JobStatus, Status, StatusStore},
     topics::Topics,
     Config,
 };
@@ -145,6 +147,60 @@ impl TestEnv {
 
     pub async fn job_status(&self, store: &StatusStore, job_id: &str) -> Option<JobStatus> {
         store.get(job_id).await.expect("Redis answers")
+    }
+
+    /// An acks=all idempotent producer, as the roles use.
+    pub fn producer(&self) -> FutureProducer {
+        sluice_core::kafka::producer_config(&self.config.kafka, Duration::from_secs(10))
+            .create()
+            .unwrap()
+    }
+
+    /// Produces jobs the way the API does (one per body, concurrently); returns their ids.
+    pub async fn publish_jobs(
+        &self,
+        kind: &str,
+        bodies: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        let producer = self.producer();
+        let topic = self.topics().jobs(kind);
+        let sends = bodies.into_iter().map(|body| {
+            let job = jobs::prepare(kind, body.as_bytes()).expect("a valid job");
+            let (producer, topic) = (producer.clone(), topic.clone());
+            async move {
+                let record = FutureRecord::to(&topic)
+                    .key(&job.key)
+                    .payload(&job.value)
+                    .headers(headers::new_job(&job.job_id));
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .expect("Kafka acknowledges");
+                job.job_id
+            }
+        });
+        futures::future::join_all(sends).await
+    }
+
+    /// How many of `ids` currently have status `wanted`.
+    pub async fn count_with_status(
+        &self,
+        store: &StatusStore,
+        ids: &[String],
+        wanted: Status,
+    ) -> usize {
+        let mut n = 0;
+        for id in ids {
+            if store
+                .get(id)
+                .await
+                .expect("Redis answers")
+                .is_some_and(|s| s.status == wanted)
+            {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Records in a topic: the sum of its partitions' high watermarks.

@@ -2,64 +2,23 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sluice_core::{headers, jobs, status::Status};
 use sluice_tests::{eventually, receiver::Receiver, TestEnv};
-
-fn producer(env: &TestEnv) -> FutureProducer {
-    sluice_core::kafka::producer_config(&env.config.kafka, Duration::from_secs(10))
-        .create()
-        .unwrap()
-}
-
-/// Produces jobs the way the API does and returns their ids.
-async fn publish(env: &TestEnv, kind: &str, body: &str, count: usize) -> Vec<String> {
-    let producer = producer(env);
-    let topic = env.topics().jobs(kind);
-    let sends = (0..count).map(|_| {
-        let job = jobs::prepare(kind, body.as_bytes()).unwrap();
-        let producer = producer.clone();
-        let topic = topic.clone();
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&job.key)
-                        .payload(&job.value)
-                        .headers(headers::new_job(&job.job_id)),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-            job.job_id
-        }
-    });
-    futures::future::join_all(sends).await
-}
-
-async fn count_with_status(env: &TestEnv, ids: &[String], wanted: Status) -> usize {
-    let store = env.status_store().await;
-    let mut n = 0;
-    for id in ids {
-        if store
-            .get(id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.status == wanted)
-        {
-            n += 1;
-        }
-    }
-    n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_n_jobs_from_empty_partitions_the_committed_offsets_add_up_to_n() {
     let env = TestEnv::new().await;
-    let ids = publish(&env, "noop", r#"{"payload":"count me"}"#, 50).await;
+    let ids = env
+        .publish_jobs(
+            "noop",
+            (0..50).map(|i| format!(r#"{{"payload":"count me {i}"}}"#)),
+        )
+        .await;
+    let store = env.status_store().await;
     let worker = env.start_worker(&["noop"]).await;
     eventually("50 jobs to succeed", Duration::from_secs(30), || async {
-        (count_with_status(&env, &ids, Status::Succeeded).await == 50).then_some(())
+        (env.count_with_status(&store, &ids, Status::Succeeded).await == 50).then_some(())
     })
     .await;
     worker.stop().await;
@@ -73,17 +32,22 @@ async fn after_n_jobs_from_empty_partitions_the_committed_offsets_add_up_to_n() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_drains_in_flight_jobs_and_commits_them() {
     let env = TestEnv::new().await;
-    let ids = publish(&env, "noop", r#"{"sleep_ms":1500}"#, 20).await;
+    let ids = env
+        .publish_jobs("noop", (0..20).map(|_| r#"{"sleep_ms":1500}"#.to_owned()))
+        .await;
+    let store = env.status_store().await;
     let worker = env.start_worker(&["noop"]).await;
     eventually(
         "all 20 jobs to be running",
         Duration::from_secs(30),
-        || async { (count_with_status(&env, &ids, Status::Running).await == 20).then_some(()) },
+        || async {
+            (env.count_with_status(&store, &ids, Status::Running).await == 20).then_some(())
+        },
     )
     .await;
     worker.stop().await;
     assert_eq!(
-        count_with_status(&env, &ids, Status::Succeeded).await,
+        env.count_with_status(&store, &ids, Status::Succeeded).await,
         20,
         "every in-flight job finished"
     );
@@ -98,7 +62,7 @@ async fn shutdown_drains_in_flight_jobs_and_commits_them() {
 async fn undecodable_bytes_and_rejected_webhooks_are_dead_lettered_and_jobs_behind_them_run() {
     let env = TestEnv::new().await;
     let receiver = Receiver::start(vec![400]).await;
-    let producer = producer(&env);
+    let producer = env.producer();
     let noop_topic = env.topics().jobs("noop");
     // One partition key, so the good job sits behind the garbage in the same partition.
     for garbage in [&b"\x00\x01 definitely not avro"[..], &b""[..]] {
@@ -121,16 +85,11 @@ async fn undecodable_bytes_and_rejected_webhooks_are_dead_lettered_and_jobs_behi
         )
         .await
         .unwrap();
-    let hook = publish(
-        &env,
-        "webhook",
-        &format!(
-            r#"{{"url":"{}","event_type":"e","payload":"{{}}"}}"#,
-            receiver.url()
-        ),
-        1,
-    )
-    .await;
+    let hook_job = format!(
+        r#"{{"url":"{}","event_type":"e","payload":"{{}}"}}"#,
+        receiver.url()
+    );
+    let hook = env.publish_jobs("webhook", [hook_job]).await;
 
     let worker = env.start_worker(&["noop", "webhook"]).await;
     let store = env.status_store().await;

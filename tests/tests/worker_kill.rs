@@ -3,60 +3,20 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_core::{headers, jobs, status::Status};
+use sluice_core::status::Status;
 use sluice_tests::{eventually, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_with_1000_jobs_in_flight_loses_none_after_restart() {
     let env = TestEnv::new().await;
-    let producer: FutureProducer =
-        sluice_core::kafka::producer_config(&env.config.kafka, Duration::from_secs(10))
-            .create()
-            .unwrap();
-    let topic = env.topics().jobs("noop");
     // Durations spread over 0.2–3 s: at the kill, some jobs are done and committed, most are
     // running, so both sides of the committed offset are exercised.
-    let sends = (0..1000).map(|i| {
-        let job = jobs::prepare(
-            "noop",
-            format!(r#"{{"sleep_ms":{}}}"#, 200 + (i * 37) % 2800).as_bytes(),
-        )
-        .unwrap();
-        let (producer, topic) = (producer.clone(), topic.clone());
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&job.key)
-                        .payload(&job.value)
-                        .headers(headers::new_job(&job.job_id)),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-            job.job_id
-        }
-    });
-    let ids: Vec<String> = futures::future::join_all(sends).await;
-
+    let bodies = (0..1000).map(|i| format!(r#"{{"sleep_ms":{}}}"#, 200 + (i * 37) % 2800));
+    let ids = env.publish_jobs("noop", bodies).await;
     let store = env.status_store().await;
     let count = |wanted: Status| {
-        let (store, ids) = (store.clone(), ids.clone());
-        async move {
-            let mut n = 0;
-            for id in &ids {
-                if store
-                    .get(id)
-                    .await
-                    .unwrap()
-                    .is_some_and(|s| s.status == wanted)
-                {
-                    n += 1;
-                }
-            }
-            n
-        }
+        let (env, store, ids) = (&env, store.clone(), ids.clone());
+        async move { env.count_with_status(&store, &ids, wanted).await }
     };
 
     let worker_args = ["worker", "--kinds", "noop"];
@@ -85,4 +45,39 @@ async fn a_worker_killed_with_1000_jobs_in_flight_loses_none_after_restart() {
     .await;
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+/// SIGTERM (what `docker stop` and Kubernetes send) drains in-flight jobs and commits before the
+/// process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_in_flight_jobs_commits_and_exits_cleanly() {
+    let env = TestEnv::new().await;
+    let ids = env
+        .publish_jobs("noop", (0..30).map(|_| r#"{"sleep_ms":2000}"#.to_owned()))
+        .await;
+    let store = env.status_store().await;
+    let mut worker = env.spawn_sluice(&["worker", "--kinds", "noop"]);
+    eventually("30 jobs in flight", Duration::from_secs(60), || async {
+        (env.count_with_status(&store, &ids, Status::Running).await == 30).then_some(())
+    })
+    .await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "worker exited with {exit}");
+    assert_eq!(
+        env.count_with_status(&store, &ids, Status::Succeeded).await,
+        30
+    );
+    let topics = env.topics();
+    assert_eq!(
+        env.committed_total(&topics.worker_group("noop"), &topics.jobs("noop")),
+        30
+    );
 }
