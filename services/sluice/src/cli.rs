@@ -32,6 +32,8 @@ pub enum Command {
     All,
     /// Publish jobs: one from --json, or many (JSON Lines) from --file or standard input.
     Publish(PublishArgs),
+    /// Print every schema version sluice reads, with the fingerprint its records carry.
+    Schemas,
     /// Manage the topics sluice uses.
     Topics {
         #[command(subcommand)]

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             worker.context("worker")?;
         }
         Command::Publish(args) => return publish::run(&config, args).await,
+        Command::Schemas => print_schemas(),
         Command::Topics {
             command: TopicsCommand::Ensure,
         } => topics::ensure(&config).await?,
@@ -61,6 +62,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => topics::list(&config),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table a producer in another language needs: which fingerprint to put in the header.
+fn print_schemas() {
+    let registry = sluice_core::codec::SchemaRegistry::embedded();
+    println!(
+        "{:<14} {:>7}  {:<18}  header bytes (C3 01 + fingerprint, little-endian)",
+        "type", "version", "fingerprint"
+    );
+    for name in registry.type_names() {
+        for version in registry.versions(name) {
+            let header: Vec<String> = version
+                .header()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!(
+                "{name:<14} {:>7}  {:016x}  {}",
+                version.version,
+                version.fingerprint,
+                header.join(" ")
+            );
+        }
+    }
 }
 
 /// Awaits a role; when it ends (failed or not) the others are told to stop too.

@@ -74,7 +74,7 @@ pub async fn consume(
         tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
             .await?;
     match committed {
-        Ok(()) => tracing::info!(kind = %rt.kind, "offsets committed; worker stopped"),
+        Ok(()) => tracing::info!(kind = %rt.kind, "final offsets committed"),
         // Nothing was stored since the last commit: nothing to do.
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
@@ -82,5 +82,6 @@ pub async fn consume(
         }
     }
     rt.consumer.unsubscribe();
+    tracing::info!(kind = %rt.kind, "worker stopped");
     Ok(())
 }
