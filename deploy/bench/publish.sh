@@ -7,10 +7,17 @@
 #   SLUICE_CONFIG=tuned.toml make bench-publish   # sluice with [kafka.properties] overrides
 #
 # Env: N (records per run, 100000), ROUNDS (3), VALUE_BYTES (target record value size, 200),
-# PAUSE (seconds between runs, 2), BOOTSTRAP (127.0.0.1:9092), CARGO (cargo).
+# PAUSE (seconds between runs, 2), BOOTSTRAP (127.0.0.1:9092), CARGO (cargo), KCAT (kcat; empty
+# skips it).
 # Prints a table of medians and writes it to deploy/bench/results/publish-<date>.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Resolved before the cd below, so a path relative to the caller's directory still works.
+if [[ -n ${SLUICE_CONFIG:-} ]]; then
+  [[ -f $SLUICE_CONFIG ]] || { echo "bench: SLUICE_CONFIG=$SLUICE_CONFIG: no such file" >&2; exit 1; }
+  SLUICE_CONFIG="$(realpath "$SLUICE_CONFIG")"
+  export SLUICE_CONFIG
+fi
 cd "$REPO"
 
 N="${N:-100000}"
@@ -28,8 +35,10 @@ RESULTS="$REPO/deploy/bench/results"
 RUN_ID="bench$(date +%s)"
 TMP="$(mktemp -d)"
 TOPICS_CREATED=0
+# KCAT= (empty) runs the bench as on a machine without kcat.
+KCAT="${KCAT-kcat}"
 HAVE_KCAT=0
-command -v kcat >/dev/null && HAVE_KCAT=1
+if [[ -n $KCAT ]] && command -v "$KCAT" >/dev/null; then HAVE_KCAT=1; fi
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -55,7 +64,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 [[ $N =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "N and ROUNDS must be positive integers"
-((VALUE_BYTES >= 24)) || die "VALUE_BYTES must be at least 24 (10-byte header + a numbered payload)"
 
 # --- 1. broker and binary -------------------------------------------------------------------
 # kafka-start is a no-op when the broker is up; a bench on a stopped broker would just fail later.
@@ -63,19 +71,43 @@ deploy/env.sh kafka-start
 say "build: cargo build --release --bin sluice"
 "${CARGO:-cargo}" build --release --bin sluice
 [[ -x $SLUICE ]] || die "$SLUICE missing after the build"
+export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP" SLUICE__TOPICS__PARTITIONS="$PARTITIONS"
 
 # --- 2. value size --------------------------------------------------------------------------
-# A noop value is C3 01 + 8-byte fingerprint (10 bytes), then the Avro body of Noop v2:
-# zigzag-varint(len(payload)) + payload + sleep_ms=0 (one byte). Solve for the payload length
-# that gives VALUE_BYTES (or the largest size below it when a varint boundary skips it).
+# A noop value is C3 01 + 8-byte fingerprint, then the Avro body of the newest Noop schema:
+# zigzag-varint(len(payload)) + payload + the other fields at their defaults. Those other fields
+# change as the schema evolves (v2 added sleep_ms, v3 fail_attempts), so the fixed part is
+# measured, not assumed: publish one job with an empty payload and read its size back.
+value_size() { # value_size <topic>: byte length of the topic's first record value
+  if ((HAVE_KCAT)); then
+    timeout 30 "$KCAT" -C -b "$BOOTSTRAP" -t "$1" -o beginning -c 1 -e -q -f '%S\n'
+  else
+    # The console consumer prints the raw value bytes and a newline (values may hold \n bytes).
+    timeout 60 "$TOOL" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" \
+      --topic "$1" --from-beginning --max-messages 1 --timeout-ms 30000 2>/dev/null |
+      wc -c | awk '{ print $1 - 1 }'
+  fi
+}
+TOPICS_CREATED=1
+topic_tool --create --topic "${RUN_ID}.cal.jobs.noop" --partitions 1 --replication-factor 1 >/dev/null
+SLUICE__TOPICS__PREFIX="${RUN_ID}.cal." "$SLUICE" publish noop --json '{"payload":""}' >/dev/null
+EMPTY="$(value_size "${RUN_ID}.cal.jobs.noop")"
+if ! [[ $EMPTY =~ ^[0-9]+$ ]] || ((EMPTY <= 10)); then
+  die "could not read back the calibration record (got '$EMPTY')"
+fi
+FIXED=$((EMPTY - 1)) # everything but the payload and its 1-byte length
+
+# Solve for the payload length that gives VALUE_BYTES, or the largest size below it when a
+# varint boundary skips it.
 varint_len() { local v=$(($1 * 2)) n=1; while ((v >= 128)); do v=$((v >> 7)); n=$((n + 1)); done; echo "$n"; }
-value_len() { echo $((10 + $(varint_len "$1") + $1 + 1)); }
-PAYLOAD=$((VALUE_BYTES - 12))
+value_len() { echo $((FIXED + $(varint_len "$1") + $1)); }
+PAYLOAD=$((VALUE_BYTES - FIXED - 1))
+((PAYLOAD >= 10)) || die "VALUE_BYTES=$VALUE_BYTES leaves no room for a payload (fixed part $FIXED bytes)"
 while (($(value_len "$PAYLOAD") > VALUE_BYTES)); do PAYLOAD=$((PAYLOAD - 1)); done
 VALUE="$(value_len "$PAYLOAD")"
-say "records: N=$N, value $VALUE bytes (10 header + $(varint_len "$PAYLOAD") length + $PAYLOAD payload + 1 sleep_ms);"
-say "  sluice also sends a 36-byte key (job id) and 4 headers (job id, attempt, enqueued-at,"
-say "  traceparent, ~120 bytes); ProducerPerformance and kcat send no key and no headers."
+say "records: N=$N, value $VALUE bytes = $FIXED fixed (10 header + other fields, measured) +"
+say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; sluice also sends a 36-byte key (job id) and 4 headers"
+say "  (job id, attempt, enqueued-at, traceparent); ProducerPerformance and kcat send no key, no headers."
 
 # --- 3. input files -------------------------------------------------------------------------
 # Each payload starts with its zero-padded line number so records differ; nothing is compressed,
@@ -95,10 +127,8 @@ say "input: $(du -h "$JOBS" | cut -f1) of JSON Lines for sluice, $(du -h "$LINES
 # A fresh, empty topic per tool and round, created before any timing starts so that no JVM
 # start-up competes with a measured run. Sluice's via its own `topics ensure` (the path a user
 # takes); the peers' via TopicCommand with the same partition count.
-export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP" SLUICE__TOPICS__PARTITIONS="$PARTITIONS"
 prefix() { echo "${RUN_ID}.r$1."; }
 say "topics: creating ${RUN_ID}.r<round>.{jobs.noop,java,kcat} ($PARTITIONS partitions, RF 1)"
-TOPICS_CREATED=1
 for ((r = 1; r <= ROUNDS; r++)); do
   SLUICE__TOPICS__PREFIX="$(prefix "$r")" "$SLUICE" topics ensure >/dev/null
   peers=(java)
@@ -157,7 +187,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 
   # kcat: librdkafka's own CLI, one record per line of the file; it exits after delivery.
   if ((HAVE_KCAT)); then
-    timed "kcat-$r" kcat -P -b "$BOOTSTRAP" -t "${p}kcat" -X acks=all -X enable.idempotence=true -l "$LINES"
+    timed "kcat-$r" "$KCAT" -P -b "$BOOTSTRAP" -t "${p}kcat" -X acks=all -X enable.idempotence=true -l "$LINES"
     # kcat exits 0 even when some deliveries failed; it reports them on stderr.
     ! grep -qi 'fail' "$TMP/kcat-$r.err" || die "kcat round $r: $(head -n 5 "$TMP/kcat-$r.err")"
     KC_WALL+=("$WALL") KC_CPU+=("$CPU")
@@ -172,13 +202,18 @@ done
 "$TOOL" org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" \
   --topic "${RUN_ID}\\..*" >"$TMP/offsets" 2>"$TMP/offsets.err" || die "GetOffsetShell: $(cat "$TMP/offsets.err")"
 count() { awk -F: -v t="$1" '$1 == t { s += $3 } END { print s + 0 }' "$TMP/offsets"; }
-verify() { # verify <topic suffix>: prints "N×3 ok" or dies
-  local r c
+partitions() { awk -F: -v t="$1" '$1 == t { n++ } END { print n + 0 }' "$TMP/offsets"; }
+verify() { # verify <topic suffix>: prints "3x100000 ok" or dies
+  local r t c
   for ((r = 1; r <= ROUNDS; r++)); do
-    c="$(count "$(prefix "$r")$1")"
-    ((c == N)) || die "topic $(prefix "$r")$1 holds $c records, expected $N"
+    t="$(prefix "$r")$1"
+    c="$(count "$t")"
+    ((c == N)) || die "topic $t holds $c records, expected $N"
+    # Same shape for every tool, also if sluice's topic layout changes under us.
+    c="$(partitions "$t")"
+    ((c == PARTITIONS)) || die "topic $t has $c partitions, expected $PARTITIONS"
   done
-  echo "${ROUNDS}×$N ok"
+  echo "${ROUNDS}x$N ok"
 }
 # One assignment per line: a failed check inside $(...) must stop the script (set -e).
 SL_OK="$(verify jobs.noop)"
@@ -186,21 +221,23 @@ JV_OK="$(verify java)"
 KC_OK="skipped"
 if ((HAVE_KCAT)); then KC_OK="$(verify kcat)"; fi
 
-# What sluice really put on the wire, read back from its topic (kcat only).
-WIRE="not checked (no kcat)"
+# What sluice really put on the wire, read back from its topic: the value must have the size
+# the peers were given (kcat also shows the key and headers that come on top).
 if ((HAVE_KCAT)); then
-  WIRE="$(timeout 20 kcat -C -b "$BOOTSTRAP" -t "$(prefix 1)jobs.noop" -o beginning -c 1 -e -q -f '%S %K %h\n' |
+  WIRE="$(timeout 20 "$KCAT" -C -b "$BOOTSTRAP" -t "$(prefix 1)jobs.noop" -o beginning -c 1 -e -q -f '%S %K %h\n' |
     awk '{ n = split($3, h, ","); hb = 0; for (i = 1; i <= n; i++) hb += length(h[i]) + 1
            printf "value %d B, key %d B, %d headers ~%d B", $1, $2, n, hb }')"
-  [[ $WIRE == "value $VALUE B,"* ]] || die "sluice's record value is not $VALUE bytes: $WIRE"
+else
+  WIRE="value $(value_size "$(prefix 1)jobs.noop") B (key and headers not shown without kcat)"
 fi
+[[ $WIRE == "value $VALUE B"* ]] || die "sluice's record value is not $VALUE bytes: $WIRE"
 
 # --- 7. report ------------------------------------------------------------------------------
 m() { median "$@"; }
 rate() { calc "$N / $1"; }
 fmt_rate() { printf '%.0f' "$1"; }
 fmt_s() { printf '%.2f' "$1"; }
-ratio() { printf '%.2f×' "$(calc "$1 / $2")"; }
+ratio() { printf '%.2fx' "$(calc "$1 / $2")"; }
 
 sl_own="$(m "${SL_OWN[@]}")"
 sl_own_s="$(m "${SL_OWN_S[@]}")"
@@ -212,14 +249,14 @@ jv_wall="$(rate "$jv_wall_s")"
 
 header=("tool" "records" "value B" "own s" "own rec/s" "wall s" "wall rec/s" "cpu s" "sluice/peer own" "sluice/peer wall" "arrived")
 rows=()
-rows+=("sluice publish|$N|$VALUE|$(fmt_s "$sl_own_s")|$(fmt_rate "$sl_own")|$(fmt_s "$sl_wall_s")|$(fmt_rate "$sl_wall")|$(fmt_s "$(m "${SL_CPU[@]}")")|—|—|$SL_OK")
+rows+=("sluice publish|$N|$VALUE|$(fmt_s "$sl_own_s")|$(fmt_rate "$sl_own")|$(fmt_s "$sl_wall_s")|$(fmt_rate "$sl_wall")|$(fmt_s "$(m "${SL_CPU[@]}")")|n/a|n/a|$SL_OK")
 rows+=("ProducerPerformance|$N|$VALUE|$(fmt_s "$(rate "$jv_own")")|$(fmt_rate "$jv_own")|$(fmt_s "$jv_wall_s")|$(fmt_rate "$jv_wall")|$(fmt_s "$(m "${JV_CPU[@]}")")|$(ratio "$sl_own" "$jv_own")|$(ratio "$sl_wall" "$jv_wall")|$JV_OK")
 if ((HAVE_KCAT)); then
   kc_wall_s="$(m "${KC_WALL[@]}")"
   kc_wall="$(rate "$kc_wall_s")"
-  rows+=("kcat -P|$N|$VALUE|—|—|$(fmt_s "$kc_wall_s")|$(fmt_rate "$kc_wall")|$(fmt_s "$(m "${KC_CPU[@]}")")|—|$(ratio "$sl_wall" "$kc_wall")|$KC_OK")
+  rows+=("kcat -P|$N|$VALUE|n/a|n/a|$(fmt_s "$kc_wall_s")|$(fmt_rate "$kc_wall")|$(fmt_s "$(m "${KC_CPU[@]}")")|n/a|$(ratio "$sl_wall" "$kc_wall")|$KC_OK")
 else
-  rows+=("kcat -P|—|—|—|—|—|—|—|—|—|kcat not installed")
+  rows+=("kcat -P|n/a|n/a|n/a|n/a|n/a|n/a|n/a|n/a|n/a|kcat not found, skipped")
 fi
 
 # Markdown with padded cells, so the same text reads well on a terminal and renders on GitHub.
@@ -253,6 +290,9 @@ say "cpu = user+sys seconds of the process. sluice record on the wire: $WIRE."
 
 mkdir -p "$RESULTS"
 REPORT="$RESULTS/publish-$(date +%Y-%m-%d-%H%M%S).md"
+# Work in progress under services/ makes the commit id alone misleading.
+dirty=""
+[[ -z $(git status --porcelain -- services Cargo.lock 2>/dev/null) ]] || dirty=" + uncommitted changes"
 {
   say "# Bulk publish: sluice vs ProducerPerformance vs kcat — $(date '+%Y-%m-%d %H:%M %Z')"
   say ""
@@ -273,11 +313,11 @@ REPORT="$RESULTS/publish-$(date +%Y-%m-%d-%H%M%S).md"
   runs
   say ""
   say "Command: \`make bench-publish\` (N=$N ROUNDS=$ROUNDS VALUE_BYTES=$VALUE_BYTES PAUSE=$PAUSE)."
-  say "sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- services 2>/dev/null || echo ' + uncommitted changes'),"
-  say "librdkafka $(grep -A1 'name = "rdkafka-sys"' Cargo.lock | sed -nE 's/.*\+([0-9.]+)".*/\1/p');"
-  say "Kafka $(tr -d '[:space:]' <deploy/kafka/VERSION) (broker and ProducerPerformance, $(java -version 2>&1 | head -n 1));"
-  if ((HAVE_KCAT)); then say "$(kcat -V 2>&1 | grep -m1 '^Version' | sed 's/ builtin.*/)/');"; fi
-  say "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), broker on the same machine."
+  say ""
+  say "- sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, librdkafka $(grep -A1 'name = "rdkafka-sys"' Cargo.lock | sed -nE 's/.*\+([0-9.]+)".*/\1/p')"
+  say "- Kafka $(tr -d '[:space:]' <deploy/kafka/VERSION) broker and ProducerPerformance on $(java -version 2>&1 | head -n 1)"
+  if ((HAVE_KCAT)); then say "- kcat $("$KCAT" -V 2>&1 | sed -nE 's/^Version ([^ ]+) .*(librdkafka [^ ]+).*/\1 (\2)/p')"; fi
+  say "- $(nproc) CPUs ($(sed -nE 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), the broker on the same machine"
   if [[ -n ${SLUICE_CONFIG:-} ]]; then
     say ""
     say "sluice ran with SLUICE_CONFIG=$SLUICE_CONFIG:"

@@ -16,6 +16,7 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
     producer::{FutureProducer, FutureRecord},
     ClientConfig,
 };
@@ -39,6 +40,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test environment whose configuration `adjust` changes before its topics are created.
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let mut config = Config::default();
         config.topics.prefix = format!("test-{id}.");
@@ -50,6 +56,7 @@ impl TestEnv {
         config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         config.worker.commit_interval = Duration::from_millis(200);
         config.worker.drain_timeout = Duration::from_secs(10);
+        adjust(&mut config);
         let env = Self { id, config };
         env.ensure_topics().await;
         env
@@ -60,10 +67,14 @@ impl TestEnv {
     }
 
     pub async fn ensure_topics(&self) {
-        let names = self.topics().all();
-        sluice_core::kafka::ensure_topics(&self.config.kafka, &self.config.topics, &names)
-            .await
-            .expect("topics are created on the test broker (is `make env-up` running?)");
+        let specs = self.topics().all(&self.config);
+        sluice_core::kafka::ensure_topics(
+            &self.config.kafka,
+            self.config.topics.replication_factor,
+            &specs,
+        )
+        .await
+        .expect("topics are created on the test broker (is `make env-up` running?)");
     }
 
     pub async fn status_store(&self) -> StatusStore {
@@ -182,6 +193,22 @@ impl TestEnv {
         futures::future::join_all(sends).await
     }
 
+    /// Waits until job `job_id` has status `wanted` and returns that status.
+    pub async fn wait_for_status(
+        &self,
+        store: &StatusStore,
+        job_id: &str,
+        wanted: Status,
+        timeout: Duration,
+    ) -> JobStatus {
+        let what = format!("job {job_id} to be {}", wanted.as_str());
+        eventually(&what, timeout, || async {
+            let status = store.get(job_id).await.expect("Redis answers");
+            status.filter(|s| s.status == wanted)
+        })
+        .await
+    }
+
     /// How many of `ids` currently have status `wanted`.
     pub async fn count_with_status(
         &self,
@@ -222,6 +249,43 @@ impl TestEnv {
                 high - low
             })
             .sum()
+    }
+
+    /// Every record of a topic, in partition then offset order, read without a consumer group.
+    pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
+            .set("enable.partition.eof", "false")
+            // assign() needs a group id; nothing is committed under it.
+            .set("group.id", "sluice-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut records = Vec::new();
+        for partition in metadata.topics()[0].partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+                .unwrap();
+            if high <= low {
+                continue;
+            }
+            let mut list = rdkafka::TopicPartitionList::new();
+            list.add_partition_offset(topic, partition.id(), rdkafka::Offset::Offset(low))
+                .unwrap();
+            consumer.assign(&list).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut read = 0;
+            while read < high - low && Instant::now() < deadline {
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                    records.push(message.detach());
+                    read += 1;
+                }
+            }
+        }
+        records
     }
 
     /// The committed offsets of a group on a topic, summed over partitions (unset counts 0).

@@ -93,30 +93,21 @@ async fn undecodable_bytes_and_rejected_webhooks_are_dead_lettered_and_jobs_behi
 
     let worker = env.start_worker(&["noop", "webhook"]).await;
     let store = env.status_store().await;
-    eventually(
-        "the good job to succeed",
+    env.wait_for_status(
+        &store,
+        &good.job_id,
+        Status::Succeeded,
         Duration::from_secs(30),
-        || async {
-            store
-                .get(&good.job_id)
-                .await
-                .unwrap()
-                .filter(|s| s.status == Status::Succeeded)
-        },
     )
     .await;
-    let dead = eventually(
-        "the 400 webhook to be dead-lettered",
-        Duration::from_secs(30),
-        || async {
-            store
-                .get(&hook[0])
-                .await
-                .unwrap()
-                .filter(|s| s.status == Status::DeadLettered)
-        },
-    )
-    .await;
+    let dead = env
+        .wait_for_status(
+            &store,
+            &hook[0],
+            Status::DeadLettered,
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(dead.last_error.as_deref(), Some("receiver answered 400"));
     assert_eq!(
         receiver.requests().len(),

@@ -75,6 +75,7 @@ fn an_old_writer_is_resolved_to_the_newest_reader() {
         Value::Record(vec![
             ("payload".into(), Value::String("x".into())),
             ("sleep_ms".into(), Value::Long(0)),
+            ("fail_attempts".into(), Value::Int(0)),
         ])
     );
 }

@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
+use crate::retry::{KindConfig, RetryConfig, RetryPlan};
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -16,6 +18,10 @@ pub struct Config {
     pub api: ApiConfig,
     pub worker: WorkerConfig,
     pub webhook: WebhookConfig,
+    /// The retry policy of every kind (see `retry`).
+    pub retry: RetryConfig,
+    /// Per-kind overrides of `[retry]`, e.g. `[kinds.webhook] max_attempts = 8`.
+    pub kinds: BTreeMap<String, KindConfig>,
     pub log: LogConfig,
 }
 
@@ -249,7 +255,29 @@ impl Config {
         if !self.webhook.secret.is_empty() && !self.webhook.secret.starts_with("whsec_") {
             return invalid("webhook.secret", "must start with `whsec_`");
         }
+        if let Some(kind) = self.kinds.keys().find(|k| !crate::topics::is_job_kind(k)) {
+            return invalid("kinds", &format!("`{kind}` is not a job kind"));
+        }
+        let factors =
+            std::iter::once(Some(self.retry.factor)).chain(self.kinds.values().map(|k| k.factor));
+        if factors.flatten().any(|f| !(1.0..=100.0).contains(&f)) {
+            return invalid("retry.factor", "must be between 1 and 100");
+        }
+        for kind in crate::topics::job_kinds() {
+            let plan = self.retry_plan(&kind);
+            if plan.tiers.iter().any(|d| d.as_millis() == 0) {
+                return invalid("retry.tiers", "delays must be at least 1 ms");
+            }
+            if plan.timeout.is_zero() {
+                return invalid("retry.timeout", "must be more than 0");
+            }
+        }
         Ok(())
+    }
+
+    /// The expanded retry policy of a kind.
+    pub fn retry_plan(&self, kind: &str) -> RetryPlan {
+        RetryPlan::for_kind(&self.retry, &self.kinds, kind)
     }
 }
 
@@ -275,6 +303,26 @@ mod tests {
         assert!(bad.to_string().contains("topics.partitions"), "{bad}");
         let secret = Config::from_toml("[webhook]\nsecret = \"abc\"").unwrap_err();
         assert!(secret.to_string().contains("webhook.secret"), "{secret}");
+    }
+
+    #[test]
+    fn per_kind_retry_overrides_parse() {
+        let config = Config::from_toml(
+            "[retry]\nmax_attempts = 3\n[kinds.webhook]\ntiers = [\"1s\", \"1m\"]\njitter = false",
+        )
+        .unwrap();
+        let plan = config.retry_plan("webhook");
+        assert_eq!(
+            plan.tiers,
+            vec![Duration::from_secs(1), Duration::from_secs(60)]
+        );
+        assert!(!plan.jitter);
+        assert_eq!(config.retry_plan("noop").tiers.len(), 2);
+        let unknown = Config::from_toml("[kinds.email]\nmax_attempts = 3").unwrap_err();
+        assert!(
+            unknown.to_string().contains("`email` is not a job kind"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub const ORIGINAL_TOPIC: &str = "sluice-original-topic";
 pub const ORIGINAL_PARTITION: &str = "sluice-original-partition";
 pub const ORIGINAL_OFFSET: &str = "sluice-original-offset";
 pub const DEAD_AT: &str = "sluice-dead-at";
+pub const DUE_AT: &str = "sluice-due-at";
+pub const REPLAYED_FROM: &str = "sluice-replayed-from";
 
 pub fn now_millis() -> i64 {
     SystemTime::now()

@@ -246,6 +246,7 @@ mod tests {
             Value::Record(vec![
                 ("payload".into(), Value::String(String::new())),
                 ("sleep_ms".into(), Value::Long(0)),
+                ("fail_attempts".into(), Value::Int(0)),
             ])
         );
         let follow = &SchemaRegistry::embedded()

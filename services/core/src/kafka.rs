@@ -10,7 +10,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::config::{KafkaConfig, TopicsConfig};
+use crate::{config::KafkaConfig, topics::TopicSpec};
 
 fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -76,18 +76,23 @@ pub fn consumer_config(
 /// Returns the names that were created.
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
-    topics: &TopicsConfig,
-    names: &[String],
+    replication_factor: i32,
+    specs: &[TopicSpec],
 ) -> Result<Vec<String>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = with_overrides(base(kafka), kafka).create()?;
-    let new_topics: Vec<NewTopic> = names
+    let new_topics: Vec<NewTopic> = specs
         .iter()
-        .map(|name| {
-            NewTopic::new(
-                name,
-                topics.partitions,
-                TopicReplication::Fixed(topics.replication_factor),
-            )
+        .map(|spec| {
+            let topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(replication_factor),
+            );
+            if spec.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

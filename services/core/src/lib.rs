@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod json;
 pub mod kafka;
 pub mod metrics;
+pub mod retry;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

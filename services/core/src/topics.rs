@@ -1,6 +1,8 @@
 //! Topic and consumer-group names (DESIGN.md §5), all behind `topics.prefix`.
 
-use crate::{codec::SchemaRegistry, config::TopicsConfig};
+use std::time::Duration;
+
+use crate::{codec::SchemaRegistry, config::TopicsConfig, retry::tier_name, Config};
 
 /// Job kinds are the schema types with lower-case names (`webhook`, `noop`); capitalised types
 /// (`PostCreated`) are events, not jobs.
@@ -33,6 +35,16 @@ impl Topics {
         format!("{}jobs.{kind}", self.prefix)
     }
 
+    /// A retry tier: `jobs.<kind>.retry.<delay>`.
+    pub fn retry(&self, kind: &str, delay: Duration) -> String {
+        format!("{}jobs.{kind}.retry.{}", self.prefix, tier_name(delay))
+    }
+
+    /// Which dead letters were replayed or purged: `jobs.<kind>.dlq.state`, compacted.
+    pub fn dead_letter_state(&self, kind: &str) -> String {
+        format!("{}jobs.{kind}.dlq.state", self.prefix)
+    }
+
     /// Where jobs that cannot succeed end: `jobs.<kind>.dlq`.
     pub fn dead_letters(&self, kind: &str) -> String {
         format!("{}jobs.{kind}.dlq", self.prefix)
@@ -52,14 +64,36 @@ impl Topics {
     }
 
     /// Every topic the configuration needs, for `sluice topics ensure`.
-    pub fn all(&self) -> Vec<String> {
+    pub fn all(&self, config: &Config) -> Vec<TopicSpec> {
+        let partitions = config.topics.partitions;
+        let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
+            name,
+            partitions,
+            compacted,
+        };
         let mut topics = Vec::new();
         for kind in job_kinds() {
-            topics.push(self.jobs(&kind));
-            topics.push(self.dead_letters(&kind));
+            topics.push(spec(self.jobs(&kind), partitions, false));
+            for delay in config.retry_plan(&kind).tiers {
+                topics.push(spec(self.retry(&kind, delay), partitions, false));
+            }
+            // One partition: a dead letter's offset is its id for `sluice dlq show/replay`, and
+            // dead letters are too few to need more.
+            topics.push(spec(self.dead_letters(&kind), 1, false));
+            topics.push(spec(self.dead_letter_state(&kind), 1, true));
         }
-        topics.push(self.posts());
-        topics.push(self.follows());
+        // Co-partitioned (DESIGN.md §5): the same count for both social topics.
+        topics.push(spec(self.posts(), partitions, false));
+        topics.push(spec(self.follows(), partitions, false));
         topics
     }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Log compaction: only the newest record per key is kept.
+    pub compacted: bool,
 }

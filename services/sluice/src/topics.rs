@@ -4,23 +4,25 @@ use anyhow::Context;
 use sluice_core::{topics::Topics, Config};
 
 pub async fn ensure(config: &Config) -> anyhow::Result<()> {
-    let names = Topics::new(&config.topics).all();
-    let created = sluice_core::kafka::ensure_topics(&config.kafka, &config.topics, &names)
-        .await
-        .with_context(|| format!("creating topics on {}", config.kafka.bootstrap_servers))?;
-    for name in &names {
-        let state = if created.contains(name) {
+    let specs = Topics::new(&config.topics).all(config);
+    let created =
+        sluice_core::kafka::ensure_topics(&config.kafka, config.topics.replication_factor, &specs)
+            .await
+            .with_context(|| format!("creating topics on {}", config.kafka.bootstrap_servers))?;
+    for spec in &specs {
+        let state = if created.contains(&spec.name) {
             "created"
         } else {
             "exists"
         };
-        println!("{state:>8}  {name}");
+        println!("{state:>8}  {}", spec.name);
     }
     Ok(())
 }
 
 pub fn list(config: &Config) {
-    for name in Topics::new(&config.topics).all() {
-        println!("{name}");
+    for spec in Topics::new(&config.topics).all(config) {
+        let compacted = if spec.compacted { ", compacted" } else { "" };
+        println!("{}  ({} partitions{compacted})", spec.name, spec.partitions);
     }
 }

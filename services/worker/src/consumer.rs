@@ -1,36 +1,54 @@
-//! The consume loop of one job kind: at most `concurrency` jobs in flight per process (a permit
-//! is taken before a record is fetched, so a busy worker stops pulling instead of buffering),
-//! each job on its own task, offsets stored below the lowest unfinished job.
+//! The consume loop of one job kind, over its main topic and its retry tiers: at most
+//! `concurrency` jobs run at once per process (a permit is taken before a record is fetched, so a
+//! busy worker stops pulling instead of buffering), each job on its own task, offsets stored
+//! below the lowest unfinished job.
+//!
+//! A retry record that is not yet due pauses only its own tier partition and waits on a timer
+//! (no sleeping in this loop): the main topic and other partitions keep flowing. When it is due
+//! the partition resumes and the job runs.
 //!
 //! Guarantee: at-least-once. A job's offset is committed only after its outcome is durable; a
 //! crash redoes the jobs after the last commit (up to `commit_interval` of finished work plus
-//! whatever was in flight). Limits: a job that outlives `max.poll.interval.ms` (300 s) while
-//! every permit is taken makes the group move its partitions elsewhere.
+//! whatever was in flight or waiting). Limits: a job that outlives `max.poll.interval.ms` (300 s)
+//! while every permit is taken makes the group move its partitions elsewhere.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, sync::Mutex, time::Duration};
 
 use anyhow::Context;
 use rdkafka::{
     consumer::{CommitMode, Consumer},
     error::KafkaError,
-    message::Message,
+    message::{Message, OwnedMessage},
     types::RDKafkaErrorCode,
+    TopicPartitionList,
 };
-use tokio::{sync::Semaphore, task::JoinSet};
+use sluice_core::headers::now_millis;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 
-use crate::process::{process, KindRuntime};
+use crate::process::{due_at, process, KindRuntime};
 
 pub async fn consume(
     rt: Arc<KindRuntime>,
     permits: Arc<Semaphore>,
     drain_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let topic = rt.topics.jobs(&rt.kind);
+    let mut topics = vec![rt.topics.jobs(&rt.kind)];
+    topics.extend(
+        rt.plan
+            .tiers
+            .iter()
+            .map(|delay| rt.topics.retry(&rt.kind, *delay)),
+    );
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     rt.consumer
-        .subscribe(&[&topic])
-        .with_context(|| format!("subscribing to {topic}"))?;
-    tracing::info!(kind = %rt.kind, %topic, "worker consuming");
+        .subscribe(&topic_refs)
+        .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
+    tracing::info!(kind = %rt.kind, topics = %topics.join(","), "worker consuming");
 
+    let waiting = Arc::new(WaitingRetries::default());
     let mut jobs = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -43,15 +61,21 @@ pub async fn consume(
         };
         while jobs.try_join_next().is_some() {}
         match received {
-            Ok(message) => {
-                rt.tracker
-                    .started(message.topic(), message.partition(), message.offset());
-                let rt = rt.clone();
-                jobs.spawn(async move {
-                    process(rt, message).await;
+            Ok(message) => match (rt.tier_of(message.topic()), due_at(&message)) {
+                (Some(tier), Some(due)) if due > now_millis() => {
                     drop(permit);
-                });
-            }
+                    defer(&rt, &permits, &waiting, &mut jobs, message, tier, due);
+                }
+                _ => {
+                    rt.tracker
+                        .started(message.topic(), message.partition(), message.offset());
+                    let rt = rt.clone();
+                    jobs.spawn(async move {
+                        process(rt, message).await;
+                        drop(permit);
+                    });
+                }
+            },
             Err(e) => {
                 // librdkafka reconnects by itself; these are reports, not reasons to stop.
                 tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
@@ -60,7 +84,7 @@ pub async fn consume(
         }
     }
 
-    tracing::info!(kind = %rt.kind, in_flight = jobs.len(), "draining in-flight jobs");
+    tracing::info!(kind = %rt.kind, tasks = jobs.len(), "draining in-flight jobs");
     let drained = tokio::time::timeout(drain_timeout, async {
         while jobs.join_next().await.is_some() {}
     })
@@ -84,4 +108,105 @@ pub async fn consume(
     rt.consumer.unsubscribe();
     tracing::info!(kind = %rt.kind, "worker stopped");
     Ok(())
+}
+
+fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    list
+}
+
+/// Holds a retry until it is due: its tier partition is paused (so nothing behind it is fetched
+/// meanwhile), and a task waits for the due time, resumes the partition, takes a permit and runs
+/// the job. Revocation or shutdown lets go of the record unprocessed; its offset was never stored,
+/// so whoever owns the partition next reads it again.
+fn defer(
+    rt: &Arc<KindRuntime>,
+    permits: &Arc<Semaphore>,
+    waiting: &Arc<WaitingRetries>,
+    jobs: &mut JoinSet<()>,
+    message: OwnedMessage,
+    tier: String,
+    due: i64,
+) {
+    let (topic, partition, offset) = (
+        message.topic().to_owned(),
+        message.partition(),
+        message.offset(),
+    );
+    if let Err(e) = rt.consumer.pause(&partition_list(&topic, partition)) {
+        tracing::warn!(%topic, partition, error = %e, "pausing a retry tier partition failed");
+    }
+    rt.tracker.deferred(&topic, partition, offset);
+    let assignment = rt.tracker.assignment_token(&topic, partition);
+    waiting.add(rt, &tier, due);
+    let (rt, permits, waiting) = (rt.clone(), permits.clone(), waiting.clone());
+    jobs.spawn(async move {
+        let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
+        let permit: Option<OwnedSemaphorePermit> = tokio::select! {
+            _ = assignment.cancelled() => None,
+            _ = rt.shutdown.cancelled() => None,
+            permit = async {
+                tokio::time::sleep(wait).await;
+                if let Err(e) = rt.consumer.resume(&partition_list(&topic, partition)) {
+                    tracing::debug!(%topic, partition, error = %e, "resume after a retry wait failed");
+                }
+                permits.acquire_owned().await.ok()
+            } => permit,
+        };
+        waiting.remove(&rt, &tier, due);
+        if let Some(permit) = permit {
+            rt.tracker.begin(&topic, partition, offset);
+            process(rt, message).await;
+            drop(permit);
+        }
+    });
+}
+
+/// The due times of the retries held by this worker, per tier, for the backlog metrics.
+#[derive(Default)]
+struct WaitingRetries {
+    by_tier: Mutex<BTreeMap<String, BTreeMap<i64, usize>>>,
+}
+
+impl WaitingRetries {
+    fn add(&self, rt: &KindRuntime, tier: &str, due: i64) {
+        let mut by_tier = self.by_tier.lock().unwrap();
+        *by_tier
+            .entry(tier.to_owned())
+            .or_default()
+            .entry(due)
+            .or_default() += 1;
+        Self::publish(rt, tier, &by_tier);
+    }
+
+    fn remove(&self, rt: &KindRuntime, tier: &str, due: i64) {
+        let mut by_tier = self.by_tier.lock().unwrap();
+        if let Some(dues) = by_tier.get_mut(tier) {
+            if let Some(count) = dues.get_mut(&due) {
+                *count -= 1;
+                if *count == 0 {
+                    dues.remove(&due);
+                }
+            }
+        }
+        Self::publish(rt, tier, &by_tier);
+    }
+
+    fn publish(rt: &KindRuntime, tier: &str, by_tier: &BTreeMap<String, BTreeMap<i64, usize>>) {
+        let dues = by_tier.get(tier);
+        let count: usize = dues.map_or(0, |d| d.values().sum());
+        let next = dues
+            .and_then(|d| d.keys().next())
+            .map_or(0.0, |ms| *ms as f64 / 1000.0);
+        let labels = [rt.kind.as_str(), tier];
+        rt.metrics
+            .retry_waiting
+            .with_label_values(&labels)
+            .set(count as i64);
+        rt.metrics
+            .retry_next_due
+            .with_label_values(&labels)
+            .set(next);
+    }
 }

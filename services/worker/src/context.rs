@@ -3,6 +3,7 @@
 //! after the jobs this worker finished.
 
 use std::{
+    collections::HashMap,
     sync::{Condvar, Mutex},
     time::{Duration, Instant},
 };
@@ -12,13 +13,17 @@ use rdkafka::{
     ClientContext, Offset, TopicPartitionList,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::offsets::OffsetTracker;
 
-/// The offset tracker, plus a condition variable signalled whenever a job finishes.
+/// The offset tracker, a condition variable signalled whenever a job finishes, and one token per
+/// assigned partition that revocation cancels (so waiting retries of that partition let go).
 #[derive(Default)]
 pub struct Tracker {
     offsets: Mutex<OffsetTracker>,
     changed: Condvar,
+    assignments: Mutex<HashMap<(String, i32), CancellationToken>>,
 }
 
 impl Tracker {
@@ -29,25 +34,56 @@ impl Tracker {
             .started(topic, partition, offset);
     }
 
-    /// Marks a job done and returns the offset to store, if it moved.
-    pub fn finished(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        let stored = self
-            .offsets
+    pub fn deferred(&self, topic: &str, partition: i32, offset: i64) {
+        self.offsets
             .lock()
             .unwrap()
-            .finished(topic, partition, offset);
-        self.changed.notify_all();
-        stored
+            .deferred(topic, partition, offset);
     }
 
-    /// Blocks until none of `partitions` has a job in flight or `timeout` passes, then returns the
-    /// offsets to commit for them and forgets them.
+    pub fn begin(&self, topic: &str, partition: i32, offset: i64) {
+        self.offsets.lock().unwrap().begin(topic, partition, offset);
+    }
+
+    /// Cancelled when this partition is revoked from this worker.
+    pub fn assignment_token(&self, topic: &str, partition: i32) -> CancellationToken {
+        self.assignments
+            .lock()
+            .unwrap()
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .clone()
+    }
+
+    /// Marks a job done and, if the storable offset moved, calls `store` with it — under the
+    /// lock, so that two jobs finishing together cannot store their offsets in the wrong order
+    /// (a later, lower store would move the committed position backwards).
+    pub fn finished(&self, topic: &str, partition: i32, offset: i64, store: impl FnOnce(i64)) {
+        let mut offsets = self.offsets.lock().unwrap();
+        if let Some(next) = offsets.finished(topic, partition, offset) {
+            store(next);
+        }
+        drop(offsets);
+        self.changed.notify_all();
+    }
+
+    /// Lets go of the partitions' waiting retries, blocks until none of their jobs is running or
+    /// `timeout` passes, then returns the offsets to commit for them and forgets them. A waiting
+    /// retry holds its partition's offset back, so its new owner reads it again.
     fn drain(&self, partitions: &[(String, i32)], timeout: Duration) -> Vec<(String, i32, i64)> {
+        {
+            let mut assignments = self.assignments.lock().unwrap();
+            for key in partitions {
+                if let Some(token) = assignments.remove(key) {
+                    token.cancel();
+                }
+            }
+        }
         let deadline = Instant::now() + timeout;
         let mut offsets = self.offsets.lock().unwrap();
         while partitions
             .iter()
-            .any(|(t, p)| offsets.in_flight_of(t, *p) > 0)
+            .any(|(t, p)| offsets.running_of(t, *p) > 0)
         {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::warn!("revoked partitions still have jobs running after the drain timeout; they will be redelivered");
@@ -76,6 +112,17 @@ impl ClientContext for WorkerContext {}
 impl ConsumerContext for WorkerContext {
     /// Runs on the thread polling the consumer. Blocking it is what makes the revocation wait;
     /// jobs keep running on the runtime's other threads (the worker needs a multi-thread runtime).
+    /// A partition may come back while it was paused for a retry that is no longer ours to wait
+    /// for; every newly assigned partition starts unpaused and is paused again by its own
+    /// not-yet-due record.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            if let Err(e) = consumer.resume(assigned) {
+                tracing::warn!(error = %e, "resuming newly assigned partitions failed");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;

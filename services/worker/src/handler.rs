@@ -71,7 +71,8 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, job: &Job) -> Result<(), JobFailure>;
 }
 
-/// Does nothing, after waiting `sleep_ms` (v2 of the noop schema).
+/// Does nothing, after waiting `sleep_ms` (v2 of the noop schema); fails its first
+/// `fail_attempts` attempts with a retryable error (v3), to exercise retries.
 pub struct NoopHandler;
 
 #[async_trait]
@@ -80,6 +81,14 @@ impl Handler for NoopHandler {
         let sleep_ms = sluice_core::jobs::long_field(&job.record, "sleep_ms").unwrap_or(0);
         if sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(sleep_ms as u64)).await;
+        }
+        let fail_attempts =
+            sluice_core::jobs::long_field(&job.record, "fail_attempts").unwrap_or(0);
+        if i64::from(job.attempt) <= fail_attempts {
+            return Err(JobFailure::new(
+                ErrorClass::Retryable,
+                format!("noop asked to fail attempt {}", job.attempt),
+            ));
         }
         Ok(())
     }

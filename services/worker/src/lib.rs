@@ -121,6 +121,7 @@ pub async fn serve(
         .with_context(|| format!("creating the consumer for {kind}"))?;
         let rt = Arc::new(KindRuntime {
             handler: handlers[&kind].clone(),
+            plan: config.retry_plan(&kind),
             kind,
             consumer: Arc::new(consumer),
             tracker,

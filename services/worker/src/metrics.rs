@@ -12,6 +12,10 @@ pub struct WorkerMetrics {
     pub end_to_end_seconds: HistogramVec,
     pub in_flight: IntGaugeVec,
     pub dead_letters: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub retry_lateness_seconds: HistogramVec,
+    pub retry_waiting: IntGaugeVec,
+    pub retry_next_due: prometheus::GaugeVec,
 }
 
 impl WorkerMetrics {
@@ -80,6 +84,50 @@ impl WorkerMetrics {
                         "Jobs written to the dead-letter topic, by error class.",
                     ),
                     &["kind", "error_class"],
+                )
+                .unwrap(),
+            ),
+            retries: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("sluice_retries_total", "Failed jobs sent to a retry tier."),
+                    &["kind", "tier"],
+                )
+                .unwrap(),
+            ),
+            retry_lateness_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "sluice_retry_lateness_seconds",
+                        "How long after its due time a retried job started.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            retry_waiting: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_retry_waiting_jobs",
+                        "Retries this worker holds until they are due, by tier.",
+                    ),
+                    &["kind", "tier"],
+                )
+                .unwrap(),
+            ),
+            retry_next_due: register(
+                &registry,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "sluice_retry_next_due_timestamp_seconds",
+                        "Due time of the earliest retry this worker holds, by tier (0: none).",
+                    ),
+                    &["kind", "tier"],
                 )
                 .unwrap(),
             ),

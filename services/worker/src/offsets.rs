@@ -10,7 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Default)]
 struct PartitionState {
+    /// Every job received and not yet finished: running, or waiting for its retry due time.
     in_flight: BTreeSet<i64>,
+    /// The subset of `in_flight` whose handler has started.
+    running: BTreeSet<i64>,
     next_after_dispatched: Option<i64>,
     last_stored: Option<i64>,
 }
@@ -32,16 +35,35 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     /// A job at `offset` was handed to a handler.
     pub fn started(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.received(topic, partition, offset);
+        self.begin(topic, partition, offset);
+    }
+
+    /// A job at `offset` was received but waits (a retry not yet due): it holds the committed
+    /// offset back like a running job, but a revocation does not wait for it.
+    pub fn deferred(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.received(topic, partition, offset);
+    }
+
+    /// A deferred job's handler starts.
+    pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            if state.in_flight.contains(&offset) {
+                state.running.insert(offset);
+            }
+        }
+    }
+
+    fn received(&mut self, topic: &str, partition: i32, offset: i64) {
         let state = self
             .partitions
             .entry((topic.to_owned(), partition))
             .or_default();
         state.in_flight.insert(offset);
-        state.next_after_dispatched = Some(
-            state
-                .next_after_dispatched
-                .map_or(offset + 1, |n| n.max(offset + 1)),
-        );
+        let next = state
+            .next_after_dispatched
+            .map_or(offset + 1, |n| n.max(offset + 1));
+        state.next_after_dispatched = Some(next);
     }
 
     /// The job at `offset` has a durable outcome. Returns the offset to store now, if the
@@ -49,6 +71,7 @@ impl OffsetTracker {
     /// meanwhile) are ignored.
     pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
         let state = self.partitions.get_mut(&(topic.to_owned(), partition))?;
+        state.running.remove(&offset);
         if !state.in_flight.remove(&offset) {
             return None;
         }
@@ -60,11 +83,11 @@ impl OffsetTracker {
         Some(committable)
     }
 
-    /// Jobs of this partition still running.
-    pub fn in_flight_of(&self, topic: &str, partition: i32) -> usize {
+    /// Jobs of this partition whose handler is running.
+    pub fn running_of(&self, topic: &str, partition: i32) -> usize {
         self.partitions
             .get(&(topic.to_owned(), partition))
-            .map_or(0, |s| s.in_flight.len())
+            .map_or(0, |s| s.running.len())
     }
 
     /// The offset to commit for a partition right now.
@@ -123,10 +146,22 @@ mod tests {
         t.started("t", 0, 5);
         t.started("t", 1, 7);
         assert_eq!(t.finished("t", 1, 7), Some(8));
-        assert_eq!(t.in_flight_of("t", 0), 1);
+        assert_eq!(t.running_of("t", 0), 1);
         t.forget("t", 0);
         assert_eq!(t.finished("t", 0, 5), None);
         assert_eq!(t.total_in_flight(), 0);
+    }
+
+    #[test]
+    fn a_deferred_retry_holds_the_offset_back_without_counting_as_running() {
+        let mut t = OffsetTracker::default();
+        t.deferred("r", 0, 10);
+        t.started("r", 0, 11);
+        assert_eq!(t.running_of("r", 0), 1);
+        assert_eq!(t.finished("r", 0, 11), Some(10), "10 still waits");
+        t.begin("r", 0, 10);
+        assert_eq!(t.running_of("r", 0), 1);
+        assert_eq!(t.finished("r", 0, 10), Some(12));
     }
 
     #[test]

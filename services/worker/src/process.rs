@@ -1,6 +1,7 @@
-//! One delivery of one job, from bytes to a durable outcome: decode, validate, run the handler,
-//! then either record success or dead-letter the original bytes. Only after that outcome is
-//! durable does the job's offset become storable.
+//! One delivery of one job, from bytes to a durable outcome: decode, validate, run the handler
+//! (bounded by the kind's timeout, panics caught), then record success, or forward the original
+//! bytes to the next retry tier or to the dead-letter topic. Only once that outcome is durable
+//! does the job's offset become storable.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -15,6 +16,7 @@ use rdkafka::{
 use sluice_core::{
     codec::SchemaRegistry,
     headers::{self, now_millis},
+    retry::{tier_name, RetryPlan},
     status::{Status, StatusStore},
     topics::Topics,
 };
@@ -29,6 +31,7 @@ use crate::{
 /// Everything the jobs of one kind share.
 pub struct KindRuntime {
     pub kind: String,
+    pub plan: RetryPlan,
     pub consumer: Arc<StreamConsumer<WorkerContext>>,
     pub tracker: Arc<Tracker>,
     pub handler: Arc<dyn Handler>,
@@ -39,14 +42,24 @@ pub struct KindRuntime {
     pub shutdown: CancellationToken,
 }
 
-/// Handles one delivery to a durable outcome and stores its offset.
-pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
-    let kind = rt.kind.as_str();
-    let job_id = message
+impl KindRuntime {
+    /// The tier name of a retry topic of this kind, `None` for any other topic.
+    pub fn tier_of(&self, topic: &str) -> Option<String> {
+        self.plan
+            .tiers
+            .iter()
+            .find(|delay| self.topics.retry(&self.kind, **delay) == topic)
+            .map(|delay| tier_name(*delay))
+    }
+}
+
+/// The job id: the `sluice-job-id` header, or `topic-partition-offset` for a producer that sent
+/// none, so every job can be traced.
+pub fn job_id(message: &OwnedMessage) -> String {
+    message
         .headers()
         .and_then(|h| headers::get(h, headers::JOB_ID))
         .map(str::to_owned)
-        // A producer that sent no id still gets a stable one, so the job can be traced.
         .unwrap_or_else(|| {
             format!(
                 "{}-{}-{}",
@@ -54,12 +67,34 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
                 message.partition(),
                 message.offset()
             )
-        });
+        })
+}
+
+/// `sluice-due-at` of a retry record.
+pub fn due_at(message: &OwnedMessage) -> Option<i64> {
+    message
+        .headers()
+        .and_then(|h| headers::get(h, headers::DUE_AT))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Handles one delivery to a durable outcome and stores its offset.
+pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
+    let kind = rt.kind.as_str();
+    let job_id = job_id(&message);
     let attempt = message
         .headers()
         .and_then(|h| headers::get(h, headers::ATTEMPT))
         .and_then(|a| a.parse::<u32>().ok())
-        .unwrap_or(1);
+        .unwrap_or(1)
+        .max(1);
+    if let Some(due) = due_at(&message) {
+        let late = (now_millis() - due).max(0) as f64 / 1000.0;
+        rt.metrics
+            .retry_lateness_seconds
+            .with_label_values(&[kind])
+            .observe(late);
+    }
 
     rt.metrics.started.with_label_values(&[kind]).inc();
     rt.metrics.in_flight.with_label_values(&[kind]).inc();
@@ -70,52 +105,22 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
         .with_label_values(&[kind])
         .observe(started.elapsed().as_secs_f64());
 
-    let durable = match result {
+    let outcome = match result {
         Ok(()) => {
             record_status(&rt, &job_id, Status::Succeeded, attempt, None).await;
-            rt.metrics
-                .finished
-                .with_label_values(&[kind, "success"])
-                .inc();
-            true
+            Some("success")
         }
-        Err(failure) => {
-            tracing::info!(%job_id, kind, class = failure.class.as_str(), error = %failure.message, "job failed; dead-lettering");
-            let written = dead_letter(&rt, &message, &job_id, &failure).await;
-            if written {
-                record_status(
-                    &rt,
-                    &job_id,
-                    Status::DeadLettered,
-                    attempt,
-                    Some(&failure.message),
-                )
-                .await;
-                rt.metrics
-                    .finished
-                    .with_label_values(&[kind, "dead_letter"])
-                    .inc();
-                rt.metrics
-                    .dead_letters
-                    .with_label_values(&[kind, failure.class.as_str()])
-                    .inc();
-            }
-            written
-        }
+        Err(failure) => fail(&rt, &message, &job_id, attempt, &failure).await,
     };
     rt.metrics.in_flight.with_label_values(&[kind]).dec();
-    if let Some(enqueued_at) = message
-        .headers()
-        .and_then(|h| headers::get(h, headers::ENQUEUED_AT))
-        .and_then(|v| v.parse::<i64>().ok())
-    {
-        let seconds = (now_millis() - enqueued_at).max(0) as f64 / 1000.0;
+    if let Some(outcome) = outcome {
         rt.metrics
-            .end_to_end_seconds
-            .with_label_values(&[kind])
-            .observe(seconds);
-    }
-    if durable {
+            .finished
+            .with_label_values(&[kind, outcome])
+            .inc();
+        if outcome != "retry" {
+            observe_end_to_end(&rt, &message);
+        }
         store_offset(&rt, &message);
     }
 }
@@ -139,13 +144,12 @@ async fn run(
         attempt,
         record: decoded.value,
     };
-    // A panicking handler must not take the worker down with it, nor lose the job.
-    match AssertUnwindSafe(rt.handler.handle(&job))
-        .catch_unwind()
-        .await
-    {
-        Ok(result) => result,
-        Err(panic) => {
+    // A panicking handler must not take the worker down with it, nor lose the job; a stuck one
+    // must not hold its slot forever.
+    let handled = AssertUnwindSafe(rt.handler.handle(&job)).catch_unwind();
+    match tokio::time::timeout(rt.plan.timeout, handled).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -156,51 +160,109 @@ async fn run(
                 format!("panic: {message}"),
             ))
         }
+        Err(_) => Err(JobFailure::new(
+            ErrorClass::Timeout,
+            format!("handler ran past its {:?} timeout", rt.plan.timeout),
+        )),
     }
 }
 
-/// Writes the original bytes, key and headers to the kind's dead-letter topic, adding why and
-/// where from. Retries until Kafka acknowledges, or gives up at shutdown (the job is then
-/// redelivered, because its offset is not stored). Returns whether the dead letter is durable.
-async fn dead_letter(
+/// Retries the job in its next tier, or dead-letters it. Returns the outcome label once the
+/// forwarded record is durable, `None` if it could not be written before shutdown (the job is
+/// then redelivered, because its offset is not stored).
+async fn fail(
     rt: &KindRuntime,
     message: &OwnedMessage,
     job_id: &str,
+    attempt: u32,
     failure: &JobFailure,
-) -> bool {
-    let topic = rt.topics.dead_letters(&rt.kind);
-    let added = [
-        headers::JOB_ID,
-        headers::ERROR,
-        headers::ERROR_CLASS,
-        headers::ORIGINAL_TOPIC,
-        headers::ORIGINAL_PARTITION,
-        headers::ORIGINAL_OFFSET,
-        headers::DEAD_AT,
-    ];
-    let (partition, offset, dead_at) = (
-        message.partition().to_string(),
-        message.offset().to_string(),
-        now_millis().to_string(),
+) -> Option<&'static str> {
+    let kind = rt.kind.as_str();
+    let class = failure.class.as_str();
+    let retryable = matches!(
+        failure.class,
+        ErrorClass::Retryable | ErrorClass::Timeout | ErrorClass::Panic
     );
     let error: String = failure.message.chars().take(500).collect();
+    let next_tier = if retryable {
+        rt.plan.tier_after(attempt)
+    } else {
+        None
+    };
+
+    if let Some(delay) = next_tier {
+        let mut due = rt.plan.due_at(now_millis(), delay, fastrand::f64());
+        if let Some(wait) = failure.retry_after {
+            // The receiver asked for more time than the tier gives: honour it.
+            due = due.max(now_millis() + wait.as_millis() as i64);
+        }
+        let topic = rt.topics.retry(kind, delay);
+        let added = [
+            (headers::ATTEMPT, (attempt + 1).to_string()),
+            (headers::DUE_AT, due.to_string()),
+            (headers::ERROR, error.clone()),
+            (headers::ERROR_CLASS, class.to_owned()),
+        ];
+        tracing::debug!(%job_id, kind, attempt, class, %topic, "job failed; retrying later");
+        if !forward(rt, message, job_id, &topic, &added).await {
+            return None;
+        }
+        record_status(rt, job_id, Status::Retrying, attempt, Some(&error)).await;
+        rt.metrics
+            .retries
+            .with_label_values(&[kind, &tier_name(delay)])
+            .inc();
+        return Some("retry");
+    }
+
+    tracing::info!(%job_id, kind, attempt, class, error = %error, "job failed for good; dead-lettering");
+    let topic = rt.topics.dead_letters(kind);
+    let added = [
+        (headers::ERROR, error.clone()),
+        (headers::ERROR_CLASS, class.to_owned()),
+        (headers::DEAD_AT, now_millis().to_string()),
+    ];
+    if !forward(rt, message, job_id, &topic, &added).await {
+        return None;
+    }
+    record_status(rt, job_id, Status::DeadLettered, attempt, Some(&error)).await;
+    rt.metrics
+        .dead_letters
+        .with_label_values(&[kind, class])
+        .inc();
+    Some("dead_letter")
+}
+
+/// Writes the original key and bytes to `topic` with every original header, the job id, where
+/// the job was first read from (kept from the first delivery), and `added` (replacing any
+/// earlier values of those headers). Retries until Kafka acknowledges; gives up only at shutdown.
+async fn forward(
+    rt: &KindRuntime,
+    message: &OwnedMessage,
+    job_id: &str,
+    topic: &str,
+    added: &[(&str, String)],
+) -> bool {
+    let first_delivery = message
+        .headers()
+        .and_then(|h| headers::get(h, headers::ORIGINAL_TOPIC))
+        .is_none();
+    let mut set: Vec<(&str, String)> = vec![(headers::JOB_ID, job_id.to_owned())];
+    if first_delivery {
+        set.push((headers::ORIGINAL_TOPIC, message.topic().to_owned()));
+        set.push((headers::ORIGINAL_PARTITION, message.partition().to_string()));
+        set.push((headers::ORIGINAL_OFFSET, message.offset().to_string()));
+    }
+    set.extend(added.iter().cloned());
+    let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
+
     let mut backoff = Duration::from_millis(100);
     loop {
-        let record_headers = headers::copy_except(message.headers(), &added)
-            .insert(headers::str_header(headers::JOB_ID, job_id))
-            .insert(headers::str_header(headers::ERROR, &error))
-            .insert(headers::str_header(
-                headers::ERROR_CLASS,
-                failure.class.as_str(),
-            ))
-            .insert(headers::str_header(
-                headers::ORIGINAL_TOPIC,
-                message.topic(),
-            ))
-            .insert(headers::str_header(headers::ORIGINAL_PARTITION, &partition))
-            .insert(headers::str_header(headers::ORIGINAL_OFFSET, &offset))
-            .insert(headers::str_header(headers::DEAD_AT, &dead_at));
-        let mut record = FutureRecord::to(&topic)
+        let mut record_headers = headers::copy_except(message.headers(), &replaced);
+        for (key, value) in &set {
+            record_headers = record_headers.insert(headers::str_header(key, value));
+        }
+        let mut record = FutureRecord::to(topic)
             .payload(message.payload().unwrap_or_default())
             .headers(record_headers);
         if let Some(key) = message.key() {
@@ -213,7 +275,7 @@ async fn dead_letter(
         {
             Ok(_) => return true,
             Err((e, _)) => {
-                tracing::warn!(%job_id, error = %e, "dead-letter write failed; retrying");
+                tracing::warn!(%job_id, %topic, error = %e, "forwarding a failed job failed; retrying");
                 if rt.shutdown.is_cancelled() {
                     return false;
                 }
@@ -224,21 +286,33 @@ async fn dead_letter(
     }
 }
 
-fn store_offset(rt: &KindRuntime, message: &OwnedMessage) {
-    let Some(next) = rt
-        .tracker
-        .finished(message.topic(), message.partition(), message.offset())
-    else {
-        return;
-    };
-    let mut list = TopicPartitionList::new();
-    // `store_offsets` stores exactly this value: the next offset to consume. (The single-offset
-    // `store_offset` adds one, a classic source of skipped or repeated records.)
-    let _ = list.add_partition_offset(message.topic(), message.partition(), Offset::Offset(next));
-    if let Err(e) = rt.consumer.store_offsets(&list) {
-        // The partition was revoked meanwhile; its new owner redoes from the last commit.
-        tracing::debug!(error = %e, "offset not stored");
+fn observe_end_to_end(rt: &KindRuntime, message: &OwnedMessage) {
+    if let Some(enqueued_at) = message
+        .headers()
+        .and_then(|h| headers::get(h, headers::ENQUEUED_AT))
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        let seconds = (now_millis() - enqueued_at).max(0) as f64 / 1000.0;
+        rt.metrics
+            .end_to_end_seconds
+            .with_label_values(&[&rt.kind])
+            .observe(seconds);
     }
+}
+
+fn store_offset(rt: &KindRuntime, message: &OwnedMessage) {
+    let (topic, partition) = (message.topic(), message.partition());
+    rt.tracker
+        .finished(topic, partition, message.offset(), |next| {
+            let mut list = TopicPartitionList::new();
+            // `store_offsets` stores exactly this value: the next offset to consume. (The
+            // single-offset `store_offset` adds one, a classic source of skipped or repeated records.)
+            let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
+            if let Err(e) = rt.consumer.store_offsets(&list) {
+                // The partition was revoked meanwhile; its new owner redoes from the last commit.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        });
 }
 
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent

@@ -1,0 +1,261 @@
+//! Retry tiers: failed jobs wait in `jobs.<kind>.retry.<delay>` topics without blocking anything
+//! else, run again when due (never early), and end in the DLQ when they cannot succeed.
+
+use std::time::Duration;
+
+use rdkafka::{message::Message, producer::FutureRecord};
+use sluice_core::{headers, retry::Delay, status::Status};
+use sluice_tests::{eventually, receiver::Receiver, TestEnv};
+
+fn tiers(list: &[u64]) -> Vec<Delay> {
+    list.iter()
+        .map(|s| Delay(Duration::from_secs(*s)))
+        .collect()
+}
+
+fn webhook_job(receiver: &Receiver) -> String {
+    format!(
+        r#"{{"url":"{}","event_type":"e","payload":"{{}}"}}"#,
+        receiver.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_fails_twice_succeeds_on_the_third_attempt_after_the_tier_delays() {
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = tiers(&[2, 4]);
+        c.retry.jitter = false;
+    })
+    .await;
+    let receiver = Receiver::start(vec![500, 503]).await;
+    let worker = env.start_worker(&["webhook"]).await;
+    let ids = env.publish_jobs("webhook", [webhook_job(&receiver)]).await;
+    let store = env.status_store().await;
+    let status = env
+        .wait_for_status(&store, &ids[0], Status::Succeeded, Duration::from_secs(30))
+        .await;
+    assert_eq!(status.attempts, 3);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3);
+    for (gap, tier) in [
+        (requests[1].at - requests[0].at, 2),
+        (requests[2].at - requests[1].at, 4),
+    ] {
+        let tier = Duration::from_secs(tier);
+        assert!(
+            gap >= tier,
+            "retried after {gap:?}, before the {tier:?} tier delay"
+        );
+        assert!(
+            gap < tier + Duration::from_secs(1),
+            "retried {:?} late",
+            gap - tier
+        );
+    }
+    // Every delivery carries the job id: the receiver can deduplicate on it.
+    assert!(requests
+        .iter()
+        .all(|r| r.headers["webhook-id"] == ids[0].as_str()));
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_every_header() {
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = tiers(&[1]);
+        c.retry.max_attempts = 3;
+        c.retry.jitter = false;
+    })
+    .await;
+    let receiver = Receiver::start(vec![500; 10]).await;
+    let worker = env.start_worker(&["webhook"]).await;
+    let ids = env.publish_jobs("webhook", [webhook_job(&receiver)]).await;
+    let store = env.status_store().await;
+    let status = env
+        .wait_for_status(
+            &store,
+            &ids[0],
+            Status::DeadLettered,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status.attempts, 3);
+    assert_eq!(status.last_error.as_deref(), Some("receiver answered 500"));
+    assert_eq!(receiver.requests().len(), 3);
+
+    let dead = env.read_all(&env.topics().dead_letters("webhook"));
+    assert_eq!(dead.len(), 1);
+    let original = env.read_all(&env.topics().jobs("webhook"));
+    let (dead, original) = (&dead[0], &original[0]);
+    assert_eq!(
+        dead.payload(),
+        original.payload(),
+        "the original bytes, unchanged"
+    );
+    assert_eq!(dead.key(), original.key());
+    let header = |name| headers::get(dead.headers().unwrap(), name).map(str::to_owned);
+    assert_eq!(header(headers::JOB_ID).as_deref(), Some(ids[0].as_str()));
+    assert_eq!(header(headers::ATTEMPT).as_deref(), Some("3"));
+    assert_eq!(header(headers::ERROR_CLASS).as_deref(), Some("retryable"));
+    assert_eq!(
+        header(headers::ERROR).as_deref(),
+        Some("receiver answered 500")
+    );
+    assert_eq!(
+        header(headers::ORIGINAL_TOPIC),
+        Some(env.topics().jobs("webhook"))
+    );
+    assert_eq!(
+        header(headers::ORIGINAL_OFFSET),
+        Some(original.offset().to_string())
+    );
+    assert_eq!(
+        header(headers::ORIGINAL_PARTITION),
+        Some(original.partition().to_string())
+    );
+    for kept in [
+        headers::ENQUEUED_AT,
+        headers::TRACEPARENT,
+        headers::DUE_AT,
+        headers::DEAD_AT,
+    ] {
+        assert!(header(kept).is_some(), "{kept} is missing");
+    }
+    let original_headers = original.headers().unwrap();
+    assert_eq!(
+        header(headers::TRACEPARENT).as_deref(),
+        headers::get(original_headers, headers::TRACEPARENT),
+        "the trace travels with the job"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_waiting_in_its_tier_does_not_delay_fresh_jobs() {
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = tiers(&[8]);
+        c.retry.jitter = false;
+    })
+    .await;
+    let worker = env.start_worker(&["noop"]).await;
+    let slow = env
+        .publish_jobs("noop", [r#"{"fail_attempts":1}"#.to_owned()])
+        .await;
+    let store = env.status_store().await;
+    env.wait_for_status(&store, &slow[0], Status::Retrying, Duration::from_secs(20))
+        .await;
+    let fresh = env
+        .publish_jobs(
+            "noop",
+            (0..30).map(|i| format!(r#"{{"payload":"fresh {i}"}}"#)),
+        )
+        .await;
+    eventually(
+        "fresh jobs to finish while the retry waits",
+        Duration::from_secs(20),
+        || async {
+            (env.count_with_status(&store, &fresh, Status::Succeeded)
+                .await
+                == 30)
+                .then_some(())
+        },
+    )
+    .await;
+    let waiting = store.get(&slow[0]).await.unwrap().unwrap();
+    assert_eq!(waiting.status, Status::Retrying, "the retry is not due yet");
+    let done = env
+        .wait_for_status(&store, &slow[0], Status::Succeeded, Duration::from_secs(20))
+        .await;
+    assert_eq!(done.attempts, 2);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_and_unknown_fingerprints_are_dead_lettered_at_once_with_their_bytes() {
+    let env = TestEnv::new().await;
+    let producer = env.producer();
+    let topic = env.topics().jobs("webhook");
+    let mut unknown = vec![0xC3, 0x01];
+    unknown.extend_from_slice(&0xdead_beef_u64.to_le_bytes());
+    unknown.extend_from_slice(b"\x02hi");
+    let garbage = b"\xff\xfe not a record".to_vec();
+    for bytes in [&garbage, &unknown] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("k").payload(bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let receiver = Receiver::start(vec![]).await;
+    let behind = env.publish_jobs("webhook", [webhook_job(&receiver)]).await;
+    let worker = env.start_worker(&["webhook"]).await;
+    let store = env.status_store().await;
+    env.wait_for_status(
+        &store,
+        &behind[0],
+        Status::Succeeded,
+        Duration::from_secs(30),
+    )
+    .await;
+    let dead = eventually("two dead letters", Duration::from_secs(10), || async {
+        let dead = env.read_all(&env.topics().dead_letters("webhook"));
+        (dead.len() == 2).then_some(dead)
+    })
+    .await;
+    let mut payloads: Vec<&[u8]> = dead.iter().map(|m| m.payload().unwrap()).collect();
+    payloads.sort();
+    let mut expected: Vec<&[u8]> = vec![&unknown, &garbage];
+    expected.sort();
+    assert_eq!(payloads, expected, "bytes intact");
+    for message in &dead {
+        let class = headers::get(message.headers().unwrap(), headers::ERROR_CLASS);
+        assert_eq!(class, Some("decode"));
+        let id = headers::get(message.headers().unwrap(), headers::JOB_ID).unwrap();
+        assert!(
+            id.starts_with(&format!("{topic}-")),
+            "a stable id from the position: {id}"
+        );
+    }
+    let unknown_error = dead
+        .iter()
+        .find(|m| m.payload() == Some(&unknown[..]))
+        .and_then(|m| headers::get(m.headers().unwrap(), headers::ERROR).map(str::to_owned));
+    assert_eq!(
+        unknown_error.as_deref(),
+        Some("unknown schema fingerprint 00000000deadbeef")
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_past_its_timeout_is_cancelled_retried_and_dead_lettered_as_timeout() {
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = tiers(&[1]);
+        c.retry.max_attempts = 2;
+        c.retry.timeout = Duration::from_millis(300);
+    })
+    .await;
+    let worker = env.start_worker(&["noop"]).await;
+    let ids = env
+        .publish_jobs("noop", [r#"{"sleep_ms":5000}"#.to_owned()])
+        .await;
+    let store = env.status_store().await;
+    let status = env
+        .wait_for_status(
+            &store,
+            &ids[0],
+            Status::DeadLettered,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(status.attempts, 2);
+    assert!(status.last_error.unwrap().contains("timeout"));
+    let dead = env.read_all(&env.topics().dead_letters("noop"));
+    assert_eq!(
+        headers::get(dead[0].headers().unwrap(), headers::ERROR_CLASS),
+        Some("timeout")
+    );
+    worker.stop().await;
+}
