@@ -1,6 +1,7 @@
 //! The sluice HTTP API (DESIGN.md §7): accepts jobs in milliseconds and answers 202 only after
 //! Kafka acknowledged them; reports job status from Redis.
 
+mod dlq;
 mod error;
 mod health;
 mod jobs;
@@ -30,6 +31,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         // One pattern for both: POST names a kind, GET names a job id.
         .route("/v1/jobs/{kind_or_id}", post(jobs::create).get(jobs::get))
+        .route("/v1/dlq/{kind}", get(dlq::list))
+        .route("/v1/dlq/{kind}/replay", post(dlq::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -51,7 +54,9 @@ pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let status = StatusStore::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+    let dlq = sluice_dlq::Dlq::new(&config).context("creating the dead-letter client")?;
     Ok(AppState {
+        dlq: Arc::new(dlq),
         topics: Topics::new(&config.topics),
         producer,
         status,

@@ -19,6 +19,7 @@ pub struct ApiMetrics {
     request_seconds: HistogramVec,
     pub jobs_published: IntCounterVec,
     pub publish_failures: IntCounterVec,
+    pub dlq_replays: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -71,7 +72,19 @@ impl ApiMetrics {
             )
             .unwrap(),
         );
+        let dlq_replays = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "sluice_dlq_replays_total",
+                    "Dead letters sent back to their main topic.",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+        );
         Self {
+            dlq_replays,
             registry,
             requests,
             request_seconds,

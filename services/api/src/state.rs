@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
 use sluice_core::{status::StatusStore, topics::Topics, Config};
+use sluice_dlq::Dlq;
 
 use crate::metrics::ApiMetrics;
 
@@ -14,4 +15,5 @@ pub struct AppState {
     pub producer: FutureProducer,
     pub status: StatusStore,
     pub metrics: ApiMetrics,
+    pub dlq: Arc<Dlq>,
 }

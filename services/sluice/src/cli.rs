@@ -32,6 +32,11 @@ pub enum Command {
     All,
     /// Publish jobs: one from --json, or many (JSON Lines) from --file or standard input.
     Publish(PublishArgs),
+    /// Inspect, replay and purge dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Print every schema version sluice reads, with the fingerprint its records carry.
     Schemas,
     /// Manage the topics sluice uses.
@@ -59,4 +64,69 @@ pub enum TopicsCommand {
     Ensure,
     /// Print the topic names the configuration needs.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// A table of pending dead letters: offset, job id, attempts, error class, error, dead-at.
+    List {
+        kind: String,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only this error class (retryable, fatal, decode, timeout, panic).
+        #[arg(long)]
+        error_class: Option<String>,
+        /// Only dead since: a duration ago (`2h`) or a time (`2026-11-28T10:00:00Z`).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Include dead letters already replayed or purged.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One dead letter: its headers and its payload as JSON (hex when it does not decode).
+    Show {
+        kind: String,
+        /// The offset in the DLQ topic (`partition:offset` on a multi-partition DLQ).
+        offset: sluice_dlq::Position,
+    },
+    /// Send pending dead letters back to the kind's main topic, attempt count reset.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["offset", "job_id", "error_class", "all"])))]
+    Replay {
+        kind: String,
+        #[arg(long)]
+        offset: Option<sluice_dlq::Position>,
+        #[arg(long)]
+        job_id: Option<String>,
+        #[arg(long)]
+        error_class: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Print what would be sent, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Mark pending dead letters as handled without replaying them.
+    Purge {
+        kind: String,
+        /// Only those dead before: a duration ago (`7d`) or a time. Default: all.
+        #[arg(long, value_parser = parse_time)]
+        before: Option<i64>,
+    },
+}
+
+/// A point in time as ms since the epoch: `2h` (that long ago) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let now = sluice_core::headers::now_millis();
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return Ok(now - ago.as_millis() as i64);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        })
+        .map_err(|_| {
+            format!("`{s}` is neither a duration like `2h` nor a time like `2026-11-28T10:00:00Z`")
+        })
 }

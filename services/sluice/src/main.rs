@@ -1,6 +1,7 @@
 //! The single sluice binary: one subcommand per role, plus the operator CLI.
 
 mod cli;
+mod dlq;
 mod publish;
 mod topics;
 
@@ -54,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Publish(args) => return publish::run(&config, args).await,
         Command::Schemas => print_schemas(),
+        Command::Dlq { command } => return dlq::run(&config, command).await,
         Command::Topics {
             command: TopicsCommand::Ensure,
         } => topics::ensure(&config).await?,

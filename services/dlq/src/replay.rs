@@ -1,0 +1,167 @@
+//! Replay and purge.
+
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use rdkafka::{producer::FutureRecord, util::Timeout};
+use serde::Serialize;
+use sluice_core::headers::{self, now_millis};
+
+use crate::{DeadLetter, Dlq, DlqError, Position, State};
+
+/// Which pending dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Position(Position),
+    JobId(String),
+    ErrorClass(String),
+    All,
+}
+
+impl Selector {
+    fn matches(&self, d: &DeadLetter) -> bool {
+        match self {
+            Selector::Position(p) => d.position == *p,
+            Selector::JobId(id) => d.job_id == *id,
+            Selector::ErrorClass(class) => d.error_class == *class,
+            Selector::All => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// What was (or, on a dry run, would be) sent back to the main topic.
+    pub replayed: Vec<DeadLetter>,
+    pub dry_run: bool,
+}
+
+/// Headers a replay resets: the job starts over as a first delivery.
+const RESET: &[&str] = &[
+    headers::ATTEMPT,
+    headers::DUE_AT,
+    headers::ERROR,
+    headers::ERROR_CLASS,
+    headers::DEAD_AT,
+    headers::ORIGINAL_TOPIC,
+    headers::ORIGINAL_PARTITION,
+    headers::ORIGINAL_OFFSET,
+    headers::ENQUEUED_AT,
+    headers::REPLAYED_FROM,
+];
+
+/// Replays are sent in chunks: enough in flight to be fast, few enough that a failure stops a
+/// large replay early.
+const CHUNK: usize = 500;
+
+impl Dlq {
+    /// Sends the selected *pending* dead letters back to `jobs.<kind>` — original key and bytes,
+    /// headers kept but the attempt count reset and `sluice-replayed-from` added — then records
+    /// them as replayed, so a second replay does not send them again. `progress` is called with
+    /// the number sent so far.
+    pub async fn replay(
+        &self,
+        kind: &str,
+        selector: &Selector,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<ReplayReport, DlqError> {
+        Self::check_kind(kind)?;
+        let selected: Vec<DeadLetter> = self
+            .read(kind)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == State::Pending && selector.matches(d))
+            .collect();
+        if dry_run {
+            return Ok(ReplayReport {
+                replayed: selected,
+                dry_run,
+            });
+        }
+        let (main, dlq) = (self.topics.jobs(kind), self.topics.dead_letters(kind));
+        let total = selected.len();
+        for (done, chunk) in selected.chunks(CHUNK).enumerate() {
+            let sends = chunk.iter().map(|d| {
+                let from = format!("{dlq}:{}:{}", d.position.partition, d.position.offset);
+                let now = now_millis().to_string();
+                let mut record_headers = rdkafka::message::OwnedHeaders::new();
+                for (key, value) in d
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| !RESET.contains(&k.as_str()))
+                {
+                    record_headers = record_headers.insert(rdkafka::message::Header {
+                        key: key.as_str(),
+                        value: value.as_deref(),
+                    });
+                }
+                record_headers = record_headers
+                    .insert(headers::str_header(headers::ATTEMPT, "1"))
+                    .insert(headers::str_header(headers::ENQUEUED_AT, &now))
+                    .insert(headers::str_header(headers::REPLAYED_FROM, &from));
+                let mut record = FutureRecord::to(&main)
+                    .payload(&d.payload)
+                    .headers(record_headers);
+                if let Some(key) = &d.key {
+                    record = record.key(key);
+                }
+                self.producer
+                    .send(record, Timeout::After(Duration::from_secs(30)))
+            });
+            try_join_all(sends).await.map_err(|(e, _)| e)?;
+            self.mark(kind, chunk.iter().map(|d| d.position), State::Replayed)
+                .await?;
+            progress((done * CHUNK + chunk.len()).min(total), total);
+        }
+        Ok(ReplayReport {
+            replayed: selected,
+            dry_run,
+        })
+    }
+
+    /// Marks pending dead letters dead before `before_ms` (all, when `None`) as handled without
+    /// replaying them. Returns how many.
+    pub async fn purge(&self, kind: &str, before_ms: Option<i64>) -> Result<usize, DlqError> {
+        Self::check_kind(kind)?;
+        let purged: Vec<Position> = self
+            .read(kind)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.state == State::Pending && before_ms.is_none_or(|before| d.dead_at < before)
+            })
+            .map(|d| d.position)
+            .collect();
+        for chunk in purged.chunks(CHUNK) {
+            self.mark(kind, chunk.iter().copied(), State::Purged)
+                .await?;
+        }
+        Ok(purged.len())
+    }
+
+    async fn mark(
+        &self,
+        kind: &str,
+        positions: impl Iterator<Item = Position>,
+        state: State,
+    ) -> Result<(), DlqError> {
+        let topic = self.topics.dead_letter_state(kind);
+        let word = match state {
+            State::Replayed => "replayed",
+            State::Purged => "purged",
+            State::Pending => "pending",
+        };
+        let value = serde_json::json!({ "state": word, "at": now_millis() }).to_string();
+        let keys: Vec<String> = positions
+            .map(|p| format!("{}:{}", p.partition, p.offset))
+            .collect();
+        let sends = keys.iter().map(|key| {
+            let record = FutureRecord::to(&topic).key(key).payload(&value);
+            self.producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+        });
+        try_join_all(sends).await.map_err(|(e, _)| e)?;
+        Ok(())
+    }
+}
