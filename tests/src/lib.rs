@@ -118,7 +118,22 @@ impl TestEnv {
 
     /// The `SLUICE__…` variables that give a child `sluice` process this test's configuration.
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        vec![
+        let retry = &self.config.retry;
+        let tiers: Vec<String> = retry
+            .tiers
+            .iter()
+            .map(|d| format!("{}ms", d.0.as_millis()))
+            .collect();
+        let mut vars = vec![
+            (
+                "SLUICE__RETRY__MAX_ATTEMPTS".into(),
+                retry.max_attempts.to_string(),
+            ),
+            ("SLUICE__RETRY__JITTER".into(), retry.jitter.to_string()),
+            (
+                "SLUICE__RETRY__TIMEOUT".into(),
+                format!("{}ms", retry.timeout.as_millis()),
+            ),
             (
                 "SLUICE__TOPICS__PREFIX".into(),
                 self.config.topics.prefix.clone(),
@@ -137,7 +152,11 @@ impl TestEnv {
             ),
             ("SLUICE__WORKER__COMMIT_INTERVAL".into(), "200ms".into()),
             ("SLUICE__LOG__LEVEL".into(), "warn".into()),
-        ]
+        ];
+        if !tiers.is_empty() {
+            vars.push(("SLUICE__RETRY__TIERS".into(), tiers.join(",")));
+        }
+        vars
     }
 
     /// Starts the real `sluice` binary as a child process.

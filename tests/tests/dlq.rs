@@ -178,6 +178,11 @@ async fn dead_letters_over_http_and_purge() {
     let unknown = http.get(format!("{base}/email")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 
+    let (ok, shown) = sluice(&env, &["dlq", "show", "noop", "0"]);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("payload does not decode"), "{shown}");
+    assert!(shown.contains("67 61 72 62 61 67 65"), "raw bytes in hex: {shown}");
+
     let (ok, purged) = sluice(&env, &["dlq", "purge", "noop"]);
     assert!(ok && purged.contains("purged 2 dead letter(s)"), "{purged}");
     let after: Value = get_json(&http, format!("{base}/noop")).await;

@@ -213,6 +213,7 @@ impl Config {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("worker.kinds")
+                .with_list_parse_key("retry.tiers")
                 .try_parsing(true),
         );
         let config: Config = builder.build()?.try_deserialize()?;
@@ -323,6 +324,29 @@ mod tests {
             unknown.to_string().contains("`email` is not a job kind"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn environment_variables_override_and_parse_lists() {
+        // The only test touching these variables, so parallel tests do not see them.
+        std::env::set_var("SLUICE__RETRY__TIERS", "1s,5s");
+        std::env::set_var("SLUICE__RETRY__JITTER", "false");
+        std::env::set_var("SLUICE__WORKER__CONCURRENCY", "7");
+        let config = Config::load(None);
+        for key in [
+            "SLUICE__RETRY__TIERS",
+            "SLUICE__RETRY__JITTER",
+            "SLUICE__WORKER__CONCURRENCY",
+        ] {
+            std::env::remove_var(key);
+        }
+        let config = config.unwrap();
+        assert_eq!(
+            config.retry_plan("noop").tiers,
+            vec![Duration::from_secs(1), Duration::from_secs(5)]
+        );
+        assert!(!config.retry.jitter);
+        assert_eq!(config.worker.concurrency, 7);
     }
 
     #[test]
