@@ -135,11 +135,12 @@ redis_start() {
   if redis_ping; then say "redis: already up on $REDIS_HOST:$REDIS_PORT"; return 0; fi
   ensure_redis
   mkdir -p "$REDIS_DIR" "$LOGS"
-  # No RDB/AOF: Redis holds only derived, rebuildable state here, and `down` is a nosave
-  # shutdown anyway; skipping snapshots avoids fork+disk work in the middle of benchmarks.
+  # Append-only file, fsync every second, no RDB snapshots: the follower graph and feeds survive
+  # a Redis restart (as they must in production, and as the outage tests check), without the
+  # fork+disk work of snapshots in the middle of benchmarks.
   redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" \
     --dir "$REDIS_DIR" --pidfile "$REDIS_PIDFILE" --logfile "$LOGS/redis.log" \
-    --save '' --appendonly no 9>&-
+    --save '' --appendonly yes --appendfsync everysec 9>&-
   local deadline=$((SECONDS + 10))
   until redis_ping; do
     ((SECONDS < deadline)) || { tail -n 20 "$LOGS/redis.log" >&2; die "redis did not answer PING"; }
@@ -151,7 +152,8 @@ redis_start() {
 redis_stop() {
   if ! redis_ping; then rm -f "$REDIS_PIDFILE"; say "redis: not running"; return 0; fi
   if command -v redis-cli >/dev/null; then
-    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    # A plain SHUTDOWN fsyncs the append-only file, so nothing written before it is lost.
+    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
   fi
   if redis_ping && [[ -f $REDIS_PIDFILE ]]; then kill -TERM "$(<"$REDIS_PIDFILE")" 2>/dev/null || true; fi
   local deadline=$((SECONDS + 10))

@@ -14,6 +14,8 @@ stop_after() {
 }
 trap stop_after EXIT
 
+# Prometheus config, alert rules (with their unit tests) and the dashboard, checked by promtool.
+deploy/check-monitoring.sh
 deploy/env.sh up
 # The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.
 cargo build --bin sluice

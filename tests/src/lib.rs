@@ -116,6 +116,55 @@ impl TestEnv {
         }
     }
 
+    pub async fn start_fanout(&self) -> RunningRole<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(sluice_fanout::serve(
+            Arc::new(self.config.clone()),
+            listener,
+            shutdown.clone(),
+        ));
+        RunningRole {
+            info: addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// A Redis connection for checking state directly.
+    pub async fn redis(&self) -> redis::aio::ConnectionManager {
+        let client = redis::Client::open(self.config.redis.url.as_str()).unwrap();
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("Redis is up")
+    }
+
+    /// The graph's key names for this test's prefix.
+    pub async fn graph(&self) -> sluice_fanout::graph::Graph {
+        sluice_fanout::graph::Graph::new(
+            self.redis().await,
+            &self.config.redis.key_prefix,
+            &self.config.social,
+        )
+    }
+
+    /// Produces records in order (one producer, acks=all, idempotent: order per key is kept).
+    pub async fn produce_in_order(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        let producer = self.producer();
+        let sends: Vec<_> = records
+            .iter()
+            .map(|(key, value)| {
+                producer
+                    .send_result(FutureRecord::to(topic).key(key).payload(value))
+                    .expect("queued")
+            })
+            .collect();
+        for delivery in sends {
+            delivery.await.expect("delivered").expect("acknowledged");
+        }
+    }
+
     /// The `SLUICE__…` variables that give a child `sluice` process this test's configuration.
     pub fn env_vars(&self) -> Vec<(String, String)> {
         let retry = &self.config.retry;
@@ -152,6 +201,22 @@ impl TestEnv {
             ),
             ("SLUICE__WORKER__COMMIT_INTERVAL".into(), "200ms".into()),
             ("SLUICE__LOG__LEVEL".into(), "warn".into()),
+            (
+                "SLUICE__SOCIAL__METRICS_LISTEN".into(),
+                "127.0.0.1:0".into(),
+            ),
+            (
+                "SLUICE__SOCIAL__BATCH_SIZE".into(),
+                self.config.social.batch_size.to_string(),
+            ),
+            (
+                "SLUICE__SOCIAL__BATCH_PAUSE".into(),
+                format!("{}ms", self.config.social.batch_pause.as_millis()),
+            ),
+            (
+                "SLUICE__SOCIAL__CELEBRITY_THRESHOLD".into(),
+                self.config.social.celebrity_threshold.to_string(),
+            ),
         ];
         if !tiers.is_empty() {
             vars.push(("SLUICE__RETRY__TIERS".into(), tiers.join(",")));
@@ -346,6 +411,27 @@ impl<T> RunningRole<T> {
             .expect("role task did not panic")
             .expect("role ended without error");
     }
+}
+
+/// GETs `url` and parses the JSON answer; panics on transport errors or non-JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// POSTs `body` as JSON to `url` and parses the JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    http.post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// `target/debug/sluice`, next to the test binary's `deps/` folder (or `$SLUICE_BIN`).

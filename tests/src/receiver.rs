@@ -10,6 +10,7 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::post,
     Router,
 };
@@ -27,6 +28,8 @@ struct Inner {
     requests: Vec<ReceivedRequest>,
     /// Statuses to answer, in order; 200 once they run out.
     script: Vec<u16>,
+    /// `Retry-After` seconds sent with 429 and 503 answers.
+    retry_after: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -38,8 +41,17 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver on a free port; `script` lists the statuses of the first answers.
     pub async fn start(script: Vec<u16>) -> Self {
+        Self::start_with_retry_after(script, None).await
+    }
+
+    /// Like `start`, answering 429 and 503 with `Retry-After: <seconds>`.
+    pub async fn start_with_retry_after(script: Vec<u16>, retry_after: Option<u64>) -> Self {
         let mut receiver = Receiver::default();
-        receiver.inner.lock().unwrap().script = script.into_iter().rev().collect();
+        {
+            let mut inner = receiver.inner.lock().unwrap();
+            inner.script = script.into_iter().rev().collect();
+            inner.retry_after = retry_after;
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         receiver.addr = Some(listener.local_addr().unwrap());
         let app = Router::new()
@@ -58,13 +70,18 @@ impl Receiver {
     }
 }
 
-async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
     let mut inner = receiver.inner.lock().unwrap();
     inner.requests.push(ReceivedRequest {
         headers,
         body,
         at: Instant::now(),
     });
-    let status = inner.script.pop().unwrap_or(200);
-    StatusCode::from_u16(status).unwrap()
+    let status = StatusCode::from_u16(inner.script.pop().unwrap_or(200)).unwrap();
+    match inner.retry_after {
+        Some(seconds) if matches!(status.as_u16(), 429 | 503) => {
+            (status, [("retry-after", seconds.to_string())]).into_response()
+        }
+        _ => status.into_response(),
+    }
 }

@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 use sluice_core::{retry::Delay, status::Status};
-use sluice_tests::{receiver::Receiver, sluice_binary, TestEnv};
+use sluice_tests::{get_json, post_json, receiver::Receiver, sluice_binary, TestEnv};
 
 fn sluice(env: &TestEnv, args: &[&str]) -> (bool, String) {
     let output = Command::new(sluice_binary())
@@ -104,21 +104,6 @@ async fn a_dead_letter_is_listed_shown_replayed_once_and_succeeds() {
     worker.stop().await;
 }
 
-async fn get_json(http: &reqwest::Client, url: String) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
-    http.post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_over_http_and_purge() {
     let env = TestEnv::new().await;
@@ -155,12 +140,12 @@ async fn dead_letters_over_http_and_purge() {
     assert_eq!(first["error_class"], "decode");
     assert_eq!(first["state"], "pending");
 
-    let filtered: Value = get_json(&http, format!("{base}/noop?error_class=fatal")).await;
+    let filtered: Value = get_json(&http, &format!("{base}/noop?error_class=fatal")).await;
     assert_eq!(filtered["dead_letters"].as_array().unwrap().len(), 0);
 
     let dry: Value = post_json(
         &http,
-        format!("{base}/noop/replay"),
+        &format!("{base}/noop/replay"),
         json!({"offset": "1", "dry_run": true}),
     )
     .await;
@@ -181,18 +166,21 @@ async fn dead_letters_over_http_and_purge() {
     let (ok, shown) = sluice(&env, &["dlq", "show", "noop", "0"]);
     assert!(ok, "{shown}");
     assert!(shown.contains("payload does not decode"), "{shown}");
-    assert!(shown.contains("67 61 72 62 61 67 65"), "raw bytes in hex: {shown}");
+    assert!(
+        shown.contains("67 61 72 62 61 67 65"),
+        "raw bytes in hex: {shown}"
+    );
 
     let (ok, purged) = sluice(&env, &["dlq", "purge", "noop"]);
     assert!(ok && purged.contains("purged 2 dead letter(s)"), "{purged}");
-    let after: Value = get_json(&http, format!("{base}/noop")).await;
+    let after: Value = get_json(&http, &format!("{base}/noop")).await;
     assert_eq!(
         after["dead_letters"].as_array().unwrap().len(),
         0,
         "purged ones are not pending"
     );
     let replay_purged: Value =
-        post_json(&http, format!("{base}/noop/replay"), json!({"all": true})).await;
+        post_json(&http, &format!("{base}/noop/replay"), json!({"all": true})).await;
     assert_eq!(replay_purged["replayed"].as_array().unwrap().len(), 0);
     api.stop().await;
     worker.stop().await;

@@ -259,3 +259,51 @@ async fn a_handler_past_its_timeout_is_cancelled_retried_and_dead_lettered_as_ti
     );
     worker.stop().await;
 }
+
+/// Records in a tier partition are not all due in the order they sit in: a `Retry-After` (or
+/// jitter) can put a later due time in front. The one due sooner must not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_due_sooner_is_not_held_up_by_one_due_later_in_the_same_partition() {
+    let env = TestEnv::with_config(|c| {
+        c.topics.partitions = 1;
+        c.retry.tiers = tiers(&[1]);
+        c.retry.jitter = false;
+    })
+    .await;
+    let patient = Receiver::start_with_retry_after(vec![503], Some(6)).await;
+    let quick = Receiver::start(vec![500]).await;
+    let worker = env.start_worker(&["webhook"]).await;
+    let store = env.status_store().await;
+    let later = env.publish_jobs("webhook", [webhook_job(&patient)]).await;
+    env.wait_for_status(&store, &later[0], Status::Retrying, Duration::from_secs(20))
+        .await;
+    let sooner = env.publish_jobs("webhook", [webhook_job(&quick)]).await;
+    env.wait_for_status(
+        &store,
+        &sooner[0],
+        Status::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let quick_requests = quick.requests();
+    let gap = quick_requests[1].at - quick_requests[0].at;
+    assert!(
+        gap < Duration::from_millis(2500),
+        "waited {gap:?} behind the later retry"
+    );
+    assert_eq!(
+        store.get(&later[0]).await.unwrap().unwrap().status,
+        Status::Retrying,
+        "the Retry-After is honoured"
+    );
+    env.wait_for_status(
+        &store,
+        &later[0],
+        Status::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let patient_requests = patient.requests();
+    assert!(patient_requests[1].at - patient_requests[0].at >= Duration::from_secs(6));
+    worker.stop().await;
+}

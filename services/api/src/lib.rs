@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod jobs;
 mod metrics;
+mod social;
 mod state;
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{kind_or_id}", post(jobs::create).get(jobs::get))
         .route("/v1/dlq/{kind}", get(dlq::list))
         .route("/v1/dlq/{kind}/replay", post(dlq::replay))
+        .route("/v1/posts", post(social::create_post))
+        .route("/v1/follows", post(social::follow).delete(social::unfollow))
+        .route("/v1/feed/{user_id}", get(social::feed))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -55,7 +59,13 @@ pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
     let dlq = sluice_dlq::Dlq::new(&config).context("creating the dead-letter client")?;
+    let graph = sluice_fanout::graph::Graph::new(
+        status.connection(),
+        &config.redis.key_prefix,
+        &config.social,
+    );
     Ok(AppState {
+        graph,
         dlq: Arc::new(dlq),
         topics: Topics::new(&config.topics),
         producer,

@@ -20,6 +20,9 @@ pub struct ApiMetrics {
     pub jobs_published: IntCounterVec,
     pub publish_failures: IntCounterVec,
     pub dlq_replays: IntCounterVec,
+    pub feed_reads: prometheus::IntCounter,
+    pub feed_read_seconds: prometheus::Histogram,
+    pub feed_cache_hits: prometheus::IntCounter,
 }
 
 impl ApiMetrics {
@@ -83,7 +86,35 @@ impl ApiMetrics {
             )
             .unwrap(),
         );
+        let feed_reads = register(
+            &registry,
+            prometheus::IntCounter::new("sluice_feed_reads_total", "Feed reads served.").unwrap(),
+        );
+        let feed_read_seconds = register(
+            &registry,
+            prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_feed_read_duration_seconds",
+                    "Feed read latency, cache hits included.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+            )
+            .unwrap(),
+        );
+        let feed_cache_hits = register(
+            &registry,
+            prometheus::IntCounter::new(
+                "sluice_feed_cache_hits_total",
+                "Feed reads served from the cache.",
+            )
+            .unwrap(),
+        );
         Self {
+            feed_reads,
+            feed_read_seconds,
+            feed_cache_hits,
             dlq_replays,
             registry,
             requests,

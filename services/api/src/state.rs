@@ -16,4 +16,5 @@ pub struct AppState {
     pub status: StatusStore,
     pub metrics: ApiMetrics,
     pub dlq: Arc<Dlq>,
+    pub graph: sluice_fanout::graph::Graph,
 }

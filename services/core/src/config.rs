@@ -18,6 +18,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub worker: WorkerConfig,
     pub webhook: WebhookConfig,
+    pub social: SocialConfig,
     /// The retry policy of every kind (see `retry`).
     pub retry: RetryConfig,
     /// Per-kind overrides of `[retry]`, e.g. `[kinds.webhook] max_attempts = 8`.
@@ -59,6 +60,10 @@ pub struct RedisConfig {
     /// dead-job retention.
     #[serde(with = "humantime_serde")]
     pub status_ttl: Duration,
+    /// A Redis command (or connection attempt) taking longer fails, so a Redis that hangs or
+    /// vanishes is noticed and retried instead of blocking forever. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -67,6 +72,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "sluice:".into(),
             status_ttl: Duration::from_secs(7 * 24 * 3600),
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -132,6 +138,10 @@ pub struct WorkerConfig {
     /// How often stored offsets are committed. Default 1 s: a crash redoes at most ~1 s of work.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// Retries not yet due that one retry-tier partition may hold in memory before it is paused.
+    /// Holding them (rather than pausing at the first) keeps a retry due sooner from waiting
+    /// behind one due later. Default 1000.
+    pub max_held_retries: usize,
 }
 
 impl Default for WorkerConfig {
@@ -142,6 +152,7 @@ impl Default for WorkerConfig {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
             drain_timeout: Duration::from_secs(30),
             commit_interval: Duration::from_secs(1),
+            max_held_retries: 1000,
         }
     }
 }
@@ -162,6 +173,49 @@ impl Default for WebhookConfig {
         Self {
             secret: String::new(),
             timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocialConfig {
+    /// Authors with at least this many followers are pulled on read instead of pushed on write.
+    /// Default 10 000 (DESIGN.md §2).
+    pub celebrity_threshold: u64,
+    /// Entries a materialized feed keeps (the newest). Default 1000.
+    pub feed_cap: usize,
+    /// Recent posts kept per author (pull source, follow backfill, unfollow cleanup). Default 1000.
+    pub author_posts_cap: usize,
+    /// Posts of a push author copied into a new follower's feed. Default 20.
+    pub backfill_posts: usize,
+    /// Followers written per Redis round trip. Default 1000.
+    pub batch_size: usize,
+    /// A pause between follower batches, to cap the write rate one huge fan-out puts on Redis.
+    /// Default 0 (none).
+    #[serde(with = "humantime_serde")]
+    pub batch_pause: Duration,
+    /// How long a merged feed read is cached. Default 30 s; 0 turns the cache off.
+    #[serde(with = "humantime_serde")]
+    pub feed_cache_ttl: Duration,
+    /// Longest post text, in characters. Default 5000.
+    pub max_post_chars: usize,
+    /// Where the fanout role serves `/metrics` and `/healthz`. Default `127.0.0.1:9102`.
+    pub metrics_listen: SocketAddr,
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        Self {
+            celebrity_threshold: 10_000,
+            feed_cap: 1000,
+            author_posts_cap: 1000,
+            backfill_posts: 20,
+            batch_size: 1000,
+            batch_pause: Duration::ZERO,
+            feed_cache_ttl: Duration::from_secs(30),
+            max_post_chars: 5000,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
         }
     }
 }
@@ -247,6 +301,9 @@ impl Config {
         if self.topics.replication_factor < 1 {
             return invalid("topics.replication_factor", "must be at least 1");
         }
+        if self.worker.max_held_retries == 0 {
+            return invalid("worker.max_held_retries", "must be at least 1");
+        }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }
@@ -255,6 +312,18 @@ impl Config {
         }
         if !self.webhook.secret.is_empty() && !self.webhook.secret.starts_with("whsec_") {
             return invalid("webhook.secret", "must start with `whsec_`");
+        }
+        if self.social.feed_cap == 0
+            || self.social.author_posts_cap == 0
+            || self.social.batch_size == 0
+        {
+            return invalid(
+                "social",
+                "feed_cap, author_posts_cap and batch_size must be at least 1",
+            );
+        }
+        if self.social.celebrity_threshold == 0 {
+            return invalid("social.celebrity_threshold", "must be at least 1");
         }
         if let Some(kind) = self.kinds.keys().find(|k| !crate::topics::is_job_kind(k)) {
             return invalid("kinds", &format!("`{kind}` is not a job kind"));

@@ -54,6 +54,19 @@ pub struct JobStatus {
     pub updated_at: i64,
 }
 
+/// A self-healing Redis connection with bounded waits: commands and connection attempts time out
+/// after `redis.timeout`, and a lost connection is re-established on the next command.
+pub async fn connect(config: &RedisConfig) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(config.timeout)
+        .set_response_timeout(config.timeout)
+        // Reconnect attempts within one command: 2, 4 ms apart... capped at 1 s; callers retry.
+        .set_number_of_retries(3)
+        .set_max_delay(1000);
+    ConnectionManager::new_with_config(client, settings).await
+}
+
 #[derive(Clone)]
 pub struct StatusStore {
     redis: ConnectionManager,
@@ -63,8 +76,7 @@ pub struct StatusStore {
 
 impl StatusStore {
     pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let redis = ConnectionManager::new(client).await?;
+        let redis = connect(config).await?;
         Ok(Self {
             redis,
             key_prefix: config.key_prefix.clone(),

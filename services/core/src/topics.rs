@@ -85,6 +85,8 @@ impl Topics {
         // Co-partitioned (DESIGN.md §5): the same count for both social topics.
         topics.push(spec(self.posts(), partitions, false));
         topics.push(spec(self.follows(), partitions, false));
+        topics.push(spec(format!("{}.dlq", self.posts()), 1, false));
+        topics.push(spec(format!("{}.dlq", self.follows()), 1, false));
         topics
     }
 }

@@ -28,7 +28,9 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
     },
-    /// Run every role in one process (the api and a worker for every kind), for local use.
+    /// Run the fan-out stream processor: follower graph and feeds in Redis.
+    Fanout,
+    /// Run every role in one process (api, a worker for every kind, fanout), for local use.
     All,
     /// Publish jobs: one from --json, or many (JSON Lines) from --file or standard input.
     Publish(PublishArgs),

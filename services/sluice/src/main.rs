@@ -42,16 +42,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
             sluice_worker::run(config, kinds, shutdown).await?;
         }
+        Command::Fanout => {
+            sluice_core::shutdown::cancel_on_signals(shutdown.clone());
+            sluice_fanout::run(config, shutdown).await?;
+        }
         Command::All => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
             let api = tokio::spawn(sluice_api::run(config.clone(), shutdown.clone()));
-            let worker = tokio::spawn(sluice_worker::run(config, Vec::new(), shutdown.clone()));
-            let (api, worker) = tokio::join!(
+            let worker = tokio::spawn(sluice_worker::run(
+                config.clone(),
+                Vec::new(),
+                shutdown.clone(),
+            ));
+            let fanout = tokio::spawn(sluice_fanout::run(config, shutdown.clone()));
+            let (api, worker, fanout) = tokio::join!(
                 cancel_on_exit(api, shutdown.clone()),
-                cancel_on_exit(worker, shutdown)
+                cancel_on_exit(worker, shutdown.clone()),
+                cancel_on_exit(fanout, shutdown)
             );
             api.context("api")?;
             worker.context("worker")?;
+            fanout.context("fanout")?;
         }
         Command::Publish(args) => return publish::run(&config, args).await,
         Command::Schemas => print_schemas(),

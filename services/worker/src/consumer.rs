@@ -3,16 +3,20 @@
 //! busy worker stops pulling instead of buffering), each job on its own task, offsets stored
 //! below the lowest unfinished job.
 //!
-//! A retry record that is not yet due pauses only its own tier partition and waits on a timer
-//! (no sleeping in this loop): the main topic and other partitions keep flowing. When it is due
-//! the partition resumes and the job runs.
+//! A retry record that is not yet due waits on a timer (no sleeping in this loop) without a
+//! concurrency permit; the main topic and other partitions keep flowing, and a tier partition is
+//! paused only when it holds `worker.max_held_retries` waiting records.
 //!
 //! Guarantee: at-least-once. A job's offset is committed only after its outcome is durable; a
 //! crash redoes the jobs after the last commit (up to `commit_interval` of finished work plus
 //! whatever was in flight or waiting). Limits: a job that outlives `max.poll.interval.ms` (300 s)
 //! while every permit is taken makes the group move its partitions elsewhere.
 
-use std::{collections::BTreeMap, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context;
 use rdkafka::{
@@ -34,6 +38,7 @@ pub async fn consume(
     rt: Arc<KindRuntime>,
     permits: Arc<Semaphore>,
     drain_timeout: Duration,
+    max_held: usize,
 ) -> anyhow::Result<()> {
     let mut topics = vec![rt.topics.jobs(&rt.kind)];
     topics.extend(
@@ -64,7 +69,9 @@ pub async fn consume(
             Ok(message) => match (rt.tier_of(message.topic()), due_at(&message)) {
                 (Some(tier), Some(due)) if due > now_millis() => {
                     drop(permit);
-                    defer(&rt, &permits, &waiting, &mut jobs, message, tier, due);
+                    defer(
+                        &rt, &permits, &waiting, &mut jobs, message, tier, due, max_held,
+                    );
                 }
                 _ => {
                     rt.tracker
@@ -116,10 +123,13 @@ fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
     list
 }
 
-/// Holds a retry until it is due: its tier partition is paused (so nothing behind it is fetched
-/// meanwhile), and a task waits for the due time, resumes the partition, takes a permit and runs
-/// the job. Revocation or shutdown lets go of the record unprocessed; its offset was never stored,
-/// so whoever owns the partition next reads it again.
+/// Holds a retry until it is due, on a timer task that then takes a permit and runs the job.
+/// The partition keeps being read meanwhile, so a record due sooner behind one due later (jitter,
+/// a longer `Retry-After`) is not held up by it; only when a partition holds `max_held` waiting
+/// records is it paused, until half of them have run. Revocation or shutdown lets go of a waiting
+/// record unprocessed; its offset was never stored, so whoever owns the partition next reads it
+/// again.
+#[allow(clippy::too_many_arguments)]
 fn defer(
     rt: &Arc<KindRuntime>,
     permits: &Arc<Semaphore>,
@@ -128,18 +138,20 @@ fn defer(
     message: OwnedMessage,
     tier: String,
     due: i64,
+    max_held: usize,
 ) {
     let (topic, partition, offset) = (
         message.topic().to_owned(),
         message.partition(),
         message.offset(),
     );
-    if let Err(e) = rt.consumer.pause(&partition_list(&topic, partition)) {
-        tracing::warn!(%topic, partition, error = %e, "pausing a retry tier partition failed");
-    }
     rt.tracker.deferred(&topic, partition, offset);
     let assignment = rt.tracker.assignment_token(&topic, partition);
-    waiting.add(rt, &tier, due);
+    if waiting.add(rt, &tier, due, &topic, partition, max_held) {
+        if let Err(e) = rt.consumer.pause(&partition_list(&topic, partition)) {
+            tracing::warn!(%topic, partition, error = %e, "pausing a full retry tier partition failed");
+        }
+    }
     let (rt, permits, waiting) = (rt.clone(), permits.clone(), waiting.clone());
     jobs.spawn(async move {
         let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
@@ -148,13 +160,14 @@ fn defer(
             _ = rt.shutdown.cancelled() => None,
             permit = async {
                 tokio::time::sleep(wait).await;
-                if let Err(e) = rt.consumer.resume(&partition_list(&topic, partition)) {
-                    tracing::debug!(%topic, partition, error = %e, "resume after a retry wait failed");
-                }
                 permits.acquire_owned().await.ok()
             } => permit,
         };
-        waiting.remove(&rt, &tier, due);
+        if waiting.remove(&rt, &tier, due, &topic, partition, max_held) {
+            if let Err(e) = rt.consumer.resume(&partition_list(&topic, partition)) {
+                tracing::debug!(%topic, partition, error = %e, "resuming a retry tier partition failed");
+            }
+        }
         if let Some(permit) = permit {
             rt.tracker.begin(&topic, partition, offset);
             process(rt, message).await;
@@ -163,26 +176,58 @@ fn defer(
     });
 }
 
-/// The due times of the retries held by this worker, per tier, for the backlog metrics.
+/// The retries this worker holds: due times per tier (for the backlog metrics) and counts per
+/// partition (for pausing a partition that holds too many).
 #[derive(Default)]
 struct WaitingRetries {
-    by_tier: Mutex<BTreeMap<String, BTreeMap<i64, usize>>>,
+    inner: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    by_tier: BTreeMap<String, BTreeMap<i64, usize>>,
+    by_partition: HashMap<(String, i32), usize>,
+    paused: HashSet<(String, i32)>,
 }
 
 impl WaitingRetries {
-    fn add(&self, rt: &KindRuntime, tier: &str, due: i64) {
-        let mut by_tier = self.by_tier.lock().unwrap();
-        *by_tier
+    /// Records a held retry; returns true when its partition is now full and must be paused.
+    fn add(
+        &self,
+        rt: &KindRuntime,
+        tier: &str,
+        due: i64,
+        topic: &str,
+        partition: i32,
+        max_held: usize,
+    ) -> bool {
+        let mut held = self.inner.lock().unwrap();
+        *held
+            .by_tier
             .entry(tier.to_owned())
             .or_default()
             .entry(due)
             .or_default() += 1;
-        Self::publish(rt, tier, &by_tier);
+        let key = (topic.to_owned(), partition);
+        let count = held.by_partition.entry(key.clone()).or_default();
+        *count += 1;
+        let full = *count >= max_held && held.paused.insert(key);
+        Self::publish(rt, tier, &held.by_tier);
+        full
     }
 
-    fn remove(&self, rt: &KindRuntime, tier: &str, due: i64) {
-        let mut by_tier = self.by_tier.lock().unwrap();
-        if let Some(dues) = by_tier.get_mut(tier) {
+    /// Forgets a held retry; returns true when its partition was paused and may resume.
+    fn remove(
+        &self,
+        rt: &KindRuntime,
+        tier: &str,
+        due: i64,
+        topic: &str,
+        partition: i32,
+        max_held: usize,
+    ) -> bool {
+        let mut held = self.inner.lock().unwrap();
+        if let Some(dues) = held.by_tier.get_mut(tier) {
             if let Some(count) = dues.get_mut(&due) {
                 *count -= 1;
                 if *count == 0 {
@@ -190,7 +235,12 @@ impl WaitingRetries {
                 }
             }
         }
-        Self::publish(rt, tier, &by_tier);
+        let key = (topic.to_owned(), partition);
+        let count = held.by_partition.entry(key.clone()).or_default();
+        *count = count.saturating_sub(1);
+        let resume = *count <= max_held / 2 && held.paused.remove(&key);
+        Self::publish(rt, tier, &held.by_tier);
+        resume
     }
 
     fn publish(rt: &KindRuntime, tier: &str, by_tier: &BTreeMap<String, BTreeMap<i64, usize>>) {

@@ -135,6 +135,7 @@ pub async fn serve(
             rt,
             permits.clone(),
             config.worker.drain_timeout,
+            config.worker.max_held_retries,
         ));
     }
 

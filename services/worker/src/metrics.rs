@@ -41,7 +41,7 @@ impl WorkerMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "sluice_jobs_finished_total",
-                        "Job deliveries with a durable outcome, by outcome (success, dead_letter).",
+                        "Job deliveries with a durable outcome, by outcome (success, retry, dead_letter).",
                     ),
                     &["kind", "outcome"],
                 )
@@ -51,7 +51,7 @@ impl WorkerMetrics {
                 &registry,
                 HistogramVec::new(
                     HistogramOpts::new("sluice_job_handler_duration_seconds", "Handler run time.")
-                        .buckets(latency_buckets.clone()),
+                        .buckets(latency_buckets),
                     &["kind"],
                 )
                 .unwrap(),
@@ -63,7 +63,11 @@ impl WorkerMetrics {
                         "sluice_job_end_to_end_duration_seconds",
                         "From enqueued-at to a durable outcome.",
                     )
-                    .buckets(latency_buckets),
+                    // End to end includes retry waits: tiers go up to minutes or hours.
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                        600.0, 1800.0, 3600.0, 7200.0,
+                    ]),
                     &["kind"],
                 )
                 .unwrap(),

@@ -117,7 +117,11 @@ mod tests {
         for offset in 0..4 {
             t.started("t", 0, offset);
         }
-        assert_eq!(t.finished("t", 0, 1), Some(0), "0 is still running: resume there");
+        assert_eq!(
+            t.finished("t", 0, 1),
+            Some(0),
+            "0 is still running: resume there"
+        );
         assert_eq!(t.finished("t", 0, 2), None, "unchanged: nothing to store");
         assert_eq!(t.finished("t", 0, 0), Some(3), "0,1,2 done: resume at 3");
         assert_eq!(t.finished("t", 0, 3), Some(4), "all done: next is 4");

@@ -1,0 +1,100 @@
+//! The fan-out stream processor (role `fanout`) and the hybrid feed read the api serves.
+//!
+//! Users post, follow and unfollow; each reads a home feed of the newest posts of everyone they
+//! follow. Posts of authors under the celebrity threshold are pushed into every follower's feed on
+//! write; posts of authors at or over it are kept only in the author's recent-posts list and
+//! merged in on read.
+
+pub mod events;
+pub mod feed;
+pub mod graph;
+mod metrics;
+mod processor;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::{routing::get, Router};
+use rdkafka::producer::FutureProducer;
+use sluice_core::{topics::Topics, Config};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::FanoutMetrics;
+use processor::{FanoutContext, Processor};
+
+/// Connects to Redis for the graph.
+pub async fn connect_graph(config: &Config) -> anyhow::Result<graph::Graph> {
+    let redis = sluice_core::status::connect(&config.redis)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+    Ok(graph::Graph::new(
+        redis,
+        &config.redis.key_prefix,
+        &config.social,
+    ))
+}
+
+/// Binds `social.metrics_listen` and runs until `shutdown`.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.social.metrics_listen)
+        .await
+        .with_context(|| format!("binding fanout metrics to {}", config.social.metrics_listen))?;
+    serve(config, listener, shutdown).await
+}
+
+/// Runs the processor, serving `/metrics` and `/healthz` on `listener`, until `shutdown`.
+pub async fn serve(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let graph = connect_graph(&config).await?;
+    let topics = Topics::new(&config.topics);
+    let mut consumer_config = sluice_core::kafka::consumer_config(
+        &config.kafka,
+        &format!("{}sluice.fanout", config.topics.prefix),
+        config.worker.commit_interval,
+    );
+    // Range assigns partition N of both co-partitioned topics to the same member.
+    consumer_config.set("partition.assignment.strategy", "range");
+    let consumer = consumer_config
+        .create_with_context(FanoutContext)
+        .context("creating the fanout consumer")?;
+    let producer: FutureProducer =
+        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
+            .create()
+            .context("creating the dead-letter producer")?;
+    let metrics = FanoutMetrics::new();
+    let registry = metrics.registry.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { sluice_core::metrics::render(&registry) }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tracing::info!(addr = %listener.local_addr()?, "fanout metrics listening");
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await
+    });
+    let processor = Arc::new(Processor {
+        consumer,
+        producer: producer.clone(),
+        graph,
+        topics,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    let result = processor.run().await;
+    shutdown.cancel();
+    server.await?.context("serving fanout metrics")?;
+    tokio::task::spawn_blocking(move || {
+        rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(10))
+    })
+    .await?
+    .context("flushing the fanout producer")?;
+    result
+}

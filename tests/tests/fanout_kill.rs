@@ -1,0 +1,91 @@
+//! The fanout process is SIGKILLed in the middle of fanning out one post to 5000 followers and
+//! restarted: every follower ends up with the post exactly once.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use sluice_fanout::events::{FollowAction, FollowChanged, PostCreated};
+use sluice_tests::{eventually, TestEnv};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fanout_killed_mid_post_delivers_it_to_every_follower_exactly_once() {
+    let env = TestEnv::with_config(|c| {
+        // Small, throttled batches stretch the fan-out over ~2.5 s, so the kill lands inside it.
+        c.social.batch_size = 100;
+        c.social.batch_pause = Duration::from_millis(50);
+    })
+    .await;
+    let topics = env.topics();
+    let followers: Vec<String> = (0..5000).map(|i| format!("f{i}")).collect();
+    let follows: Vec<_> = followers
+        .iter()
+        .map(|f| {
+            (
+                "idol".to_owned(),
+                FollowChanged::new(f, "idol", FollowAction::Follow)
+                    .unwrap()
+                    .encode(),
+            )
+        })
+        .collect();
+    env.produce_in_order(&topics.follows(), &follows).await;
+    let graph = env.graph().await;
+    let mut redis = env.redis().await;
+
+    let mut fanout = env.spawn_sluice(&["fanout"]);
+    eventually("5000 follows applied", Duration::from_secs(120), || {
+        let (mut redis, key) = (redis.clone(), graph.followers_key("idol"));
+        async move { (redis.scard::<_, u64>(key).await.ok()? == 5000).then_some(()) }
+    })
+    .await;
+
+    let post = PostCreated::new("idol", "to all of you", &env.config.social).unwrap();
+    env.produce_in_order(&topics.posts(), &[("idol".to_owned(), post.encode())])
+        .await;
+    let member = format!("{}:idol", post.post_id);
+    let delivered = |redis: redis::aio::ConnectionManager| {
+        let (graph, followers, member) = (graph.clone(), followers.clone(), member.clone());
+        async move {
+            let mut pipe = redis::pipe();
+            for f in &followers {
+                pipe.zscore(graph.feed_key(f), &member);
+            }
+            let scores: Vec<Option<f64>> = pipe.query_async(&mut redis.clone()).await.unwrap();
+            scores.iter().filter(|s| s.is_some()).count()
+        }
+    };
+    eventually("the fan-out under way", Duration::from_secs(30), || {
+        let redis = redis.clone();
+        async move { (delivered(redis).await > 0).then_some(()) }
+    })
+    .await;
+    fanout.kill().expect("SIGKILL the fanout");
+    fanout.wait().unwrap();
+    let at_kill = delivered(redis.clone()).await;
+    assert!(
+        at_kill < 5000,
+        "the kill landed before the fan-out finished ({at_kill} delivered)"
+    );
+
+    let mut restarted = env.spawn_sluice(&["fanout"]);
+    eventually(
+        "every follower to have the post",
+        Duration::from_secs(120),
+        || {
+            let redis = redis.clone();
+            async move { (delivered(redis).await == 5000).then_some(()) }
+        },
+    )
+    .await;
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+    let mut pipe = redis::pipe();
+    for f in &followers {
+        pipe.zcard(graph.feed_key(f));
+    }
+    let sizes: Vec<u64> = pipe.query_async(&mut redis).await.unwrap();
+    assert!(
+        sizes.iter().all(|n| *n == 1),
+        "every feed holds the post once and nothing else"
+    );
+}
