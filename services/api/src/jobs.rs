@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, Path, State},
-    http::{header::LOCATION, StatusCode},
+    http::{header::LOCATION, HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -22,6 +22,7 @@ use crate::{error::ApiError, state::AppState};
 pub async fn create(
     State(state): State<AppState>,
     Path(kind): Path<String>,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if !sluice_core::topics::is_job_kind(&kind) {
@@ -40,10 +41,15 @@ pub async fn create(
     })?;
 
     let topic = state.topics.jobs(&kind);
+    // Continue the caller's trace when it sent one; the job's log lines in every role carry it.
+    let incoming = request_headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let (record_headers, traceparent) = headers::new_job_traced(&job.job_id, incoming);
     let record = FutureRecord::to(&topic)
         .key(&job.key)
         .payload(&job.value)
-        .headers(headers::new_job(&job.job_id));
+        .headers(record_headers);
     let bound = state.config.api.publish_timeout;
     // librdkafka fails the delivery after `message.timeout.ms` (= publish_timeout); the outer
     // timeout only guards against a delivery report that never comes.
@@ -84,10 +90,19 @@ pub async fn create(
     if !matches!(status_write, Ok(Ok(()))) {
         tracing::warn!(job_id = %job.job_id, "could not record queued status in Redis");
     }
+    tracing::debug!(
+        job_id = %job.job_id,
+        %kind,
+        trace_id = headers::trace_id(&traceparent).unwrap_or_default(),
+        "job accepted"
+    );
     let location = format!("/v1/jobs/{}", job.job_id);
     Ok((
         StatusCode::ACCEPTED,
-        [(LOCATION, location)],
+        [
+            (LOCATION, location),
+            (HeaderName::from_static("traceparent"), traceparent),
+        ],
         Json(json!({ "job_id": job.job_id, "status": "queued" })),
     )
         .into_response())

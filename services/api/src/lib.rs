@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod jobs;
 mod metrics;
+mod queue;
 mod social;
 mod state;
 
@@ -18,7 +19,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use sluice_core::{status::StatusStore, topics::Topics, Config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/posts", post(social::create_post))
         .route("/v1/follows", post(social::follow).delete(social::unfollow))
         .route("/v1/feed/{user_id}", get(social::feed))
+        .route("/v1/queue/stats", get(queue::stats))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -51,10 +53,11 @@ pub fn app(state: AppState) -> Router {
 
 /// Connects to Kafka and Redis and builds the shared state.
 pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
-    let producer: FutureProducer =
-        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
-            .create()
-            .context("creating the Kafka producer")?;
+    let metrics = ApiMetrics::new();
+    let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "api");
+    let producer = sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
+        .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats))
+        .context("creating the Kafka producer")?;
     let status = StatusStore::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
@@ -64,13 +67,18 @@ pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
         &config.redis.key_prefix,
         &config.social,
     );
+    let stats =
+        sluice_stats::StatsReader::new(&config).context("creating the queue-health reader")?;
+    let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
     Ok(AppState {
+        stats: Arc::new(stats),
+        queue_metrics,
         graph,
         dlq: Arc::new(dlq),
         topics: Topics::new(&config.topics),
         producer,
         status,
-        metrics: ApiMetrics::new(),
+        metrics,
         config,
     })
 }
@@ -83,11 +91,18 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let producer = state.producer.clone();
     let addr = listener.local_addr()?;
+    let exporter = tokio::spawn(queue::export(
+        state.stats.clone(),
+        state.queue_metrics.clone(),
+        state.config.api.queue_stats_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(%addr, "api listening");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving HTTP")?;
+    exporter.abort();
     // In-flight requests have completed; anything librdkafka still holds gets a chance to go out.
     tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(10)))
         .await?

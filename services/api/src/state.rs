@@ -12,9 +12,11 @@ use crate::metrics::ApiMetrics;
 pub struct AppState {
     pub config: Arc<Config>,
     pub topics: Topics,
-    pub producer: FutureProducer,
+    pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub status: StatusStore,
     pub metrics: ApiMetrics,
     pub dlq: Arc<Dlq>,
     pub graph: sluice_fanout::graph::Graph,
+    pub stats: Arc<sluice_stats::StatsReader>,
+    pub queue_metrics: crate::queue::QueueMetrics,
 }

@@ -110,6 +110,10 @@ pub struct ApiConfig {
     /// The longest a POST waits for Kafka to acknowledge before answering 503. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// How often the api reads queue health (lag, pending, dead letters, workers) for its
+    /// metrics. Default 15 s, one Prometheus scrape interval.
+    #[serde(with = "humantime_serde")]
+    pub queue_stats_interval: Duration,
 }
 
 impl Default for ApiConfig {
@@ -118,6 +122,7 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             publish_timeout: Duration::from_secs(5),
+            queue_stats_interval: Duration::from_secs(15),
         }
     }
 }

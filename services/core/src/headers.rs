@@ -28,17 +28,52 @@ pub fn now_millis() -> i64 {
 /// A fresh W3C trace context (version 00, sampled).
 pub fn new_traceparent() -> String {
     let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
+    child_traceparent(&trace)
 }
 
-/// Headers of a brand-new job.
+/// A new span in trace `trace_id`, as a W3C `traceparent`.
+fn child_traceparent(trace_id: &str) -> String {
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace_id}-{span}-01")
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero).
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let parts: Vec<&str> = traceparent.trim().split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    let valid = parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    valid.then(|| parts[1])
+}
+
+/// Headers of a brand-new job, in a new trace.
 pub fn new_job(job_id: &str) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(4)
+    new_job_traced(job_id, None).0
+}
+
+/// Headers of a brand-new job, continuing the caller's trace when `incoming` is a valid
+/// `traceparent`; also returns the job's `traceparent`.
+pub fn new_job_traced(job_id: &str, incoming: Option<&str>) -> (OwnedHeaders, String) {
+    let traceparent = incoming
+        .and_then(trace_id)
+        .map(child_traceparent)
+        .unwrap_or_else(new_traceparent);
+    let headers = OwnedHeaders::new_with_capacity(4)
         .insert(str_header(JOB_ID, job_id))
         .insert(str_header(ATTEMPT, "1"))
         .insert(str_header(ENQUEUED_AT, &now_millis().to_string()))
-        .insert(str_header(TRACEPARENT, &new_traceparent()))
+        .insert(str_header(TRACEPARENT, &traceparent));
+    (headers, traceparent)
 }
 
 pub fn str_header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
@@ -70,4 +105,32 @@ pub fn copy_except<H: Headers>(headers: Option<&H>, replace: &[&str]) -> OwnedHe
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_validated_and_continued() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(incoming), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id(bad), None, "{bad}");
+        }
+        let (_, continued) = new_job_traced("j", Some(incoming));
+        assert_eq!(
+            trace_id(&continued),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_ne!(continued, incoming, "a new span in the same trace");
+        let (_, fresh) = new_job_traced("j", Some("garbage"));
+        assert!(trace_id(&fresh).is_some());
+    }
 }

@@ -16,7 +16,9 @@ fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", &kafka.client_id);
+        .set("client.id", &kafka.client_id)
+        // librdkafka's statistics feed the sluice_kafka_* metrics; once per scrape interval.
+        .set("statistics.interval.ms", "15000");
     config
 }
 

@@ -7,6 +7,7 @@ pub mod headers;
 pub mod jobs;
 pub mod json;
 pub mod kafka;
+pub mod kafka_stats;
 pub mod metrics;
 pub mod retry;
 pub mod shutdown;

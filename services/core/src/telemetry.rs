@@ -11,7 +11,13 @@ pub fn init(config: &LogConfig) {
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests start several roles in one process) keeps the first subscriber.
     let _ = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The current span's fields (job id, trace id) go on every line of a job.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.compact().try_init(),
     };
 }

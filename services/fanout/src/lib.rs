@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::{routing::get, Router};
-use rdkafka::producer::FutureProducer;
 use sluice_core::{topics::Topics, Config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,14 +57,15 @@ pub async fn serve(
     );
     // Range assigns partition N of both co-partitioned topics to the same member.
     consumer_config.set("partition.assignment.strategy", "range");
-    let consumer = consumer_config
-        .create_with_context(FanoutContext)
-        .context("creating the fanout consumer")?;
-    let producer: FutureProducer =
-        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
-            .create()
-            .context("creating the dead-letter producer")?;
     let metrics = FanoutMetrics::new();
+    let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "fanout");
+    let consumer = consumer_config
+        .create_with_context(FanoutContext(kafka_stats.clone()))
+        .context("creating the fanout consumer")?;
+    let producer: rdkafka::producer::FutureProducer<_> =
+        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
+            .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats))
+            .context("creating the dead-letter producer")?;
     let registry = metrics.registry.clone();
     let app = Router::new()
         .route(

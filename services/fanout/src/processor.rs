@@ -35,9 +35,13 @@ use crate::{
 
 /// Commits synchronously when partitions are revoked: records are applied one at a time, so
 /// at that moment everything stored is done.
-pub struct FanoutContext;
+pub struct FanoutContext(pub sluice_core::kafka_stats::KafkaStats);
 
-impl ClientContext for FanoutContext {}
+impl ClientContext for FanoutContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.0.record(&statistics);
+    }
+}
 
 impl ConsumerContext for FanoutContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -51,7 +55,7 @@ impl ConsumerContext for FanoutContext {
 
 pub struct Processor {
     pub consumer: StreamConsumer<FanoutContext>,
-    pub producer: FutureProducer,
+    pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub graph: Graph,
     pub topics: Topics,
     pub metrics: FanoutMetrics,

@@ -34,6 +34,15 @@ pub enum Command {
     All,
     /// Publish jobs: one from --json, or many (JSON Lines) from --file or standard input.
     Publish(PublishArgs),
+    /// Queue health: pending, failed, workers, per kind and per topic.
+    Stats {
+        /// Print JSON (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every 2 s until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Inspect, replay and purge dead letters.
     Dlq {
         #[command(subcommand)]

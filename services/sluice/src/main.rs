@@ -3,6 +3,7 @@
 mod cli;
 mod dlq;
 mod publish;
+mod stats;
 mod topics;
 
 use std::{process::ExitCode, sync::Arc};
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => return publish::run(&config, args).await,
         Command::Schemas => print_schemas(),
         Command::Dlq { command } => return dlq::run(&config, command).await,
+        Command::Stats { json, watch } => stats::run(&config, json, watch).await?,
         Command::Topics {
             command: TopicsCommand::Ensure,
         } => topics::ensure(&config).await?,

@@ -105,9 +105,14 @@ impl Tracker {
 pub struct WorkerContext {
     pub tracker: std::sync::Arc<Tracker>,
     pub drain_timeout: Duration,
+    pub kafka_stats: sluice_core::kafka_stats::KafkaStats,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.kafka_stats.record(&statistics);
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     /// Runs on the thread polling the consumer. Blocking it is what makes the revocation wait;

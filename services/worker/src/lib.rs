@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use anyhow::{bail, Context};
 use axum::{routing::get, Router};
-use rdkafka::{consumer::StreamConsumer, producer::FutureProducer};
+use rdkafka::consumer::StreamConsumer;
 use sluice_core::{status::StatusStore, topics::Topics, Config};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -76,11 +76,12 @@ pub async fn serve(
     let status = StatusStore::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
-    let producer: FutureProducer =
-        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
-            .create()
-            .context("creating the dead-letter producer")?;
     let metrics = WorkerMetrics::new();
+    let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "worker");
+    let producer: rdkafka::producer::FutureProducer<_> =
+        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
+            .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats.clone()))
+            .context("creating the retry and dead-letter producer")?;
     let topics = Topics::new(&config.topics);
     let permits = Arc::new(Semaphore::new(config.worker.concurrency));
     // Any task that fails stops the others: a worker that silently lost one kind is worse than
@@ -111,6 +112,7 @@ pub async fn serve(
         let context = WorkerContext {
             tracker: tracker.clone(),
             drain_timeout: config.worker.drain_timeout,
+            kafka_stats: kafka_stats.clone(),
         };
         let consumer: StreamConsumer<WorkerContext> = sluice_core::kafka::consumer_config(
             &config.kafka,

@@ -21,6 +21,7 @@ use sluice_core::{
     topics::Topics,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     context::{Tracker, WorkerContext},
@@ -36,7 +37,7 @@ pub struct KindRuntime {
     pub tracker: Arc<Tracker>,
     pub handler: Arc<dyn Handler>,
     pub status: StatusStore,
-    pub producer: FutureProducer,
+    pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub topics: Topics,
     pub metrics: WorkerMetrics,
     pub shutdown: CancellationToken,
@@ -78,8 +79,20 @@ pub fn due_at(message: &OwnedMessage) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Handles one delivery to a durable outcome and stores its offset.
+/// Handles one delivery to a durable outcome and stores its offset, inside a span carrying the
+/// job id and its trace id, so every log line of the job names them.
 pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
+    let trace_id = message
+        .headers()
+        .and_then(|h| headers::get(h, headers::TRACEPARENT))
+        .and_then(headers::trace_id)
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("job", job_id = %job_id(&message), kind = %rt.kind, %trace_id);
+    process_in_span(rt, message).instrument(span).await;
+}
+
+async fn process_in_span(rt: Arc<KindRuntime>, message: OwnedMessage) {
     let kind = rt.kind.as_str();
     let job_id = job_id(&message);
     let attempt = message
@@ -96,6 +109,7 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
             .observe(late);
     }
 
+    tracing::debug!(attempt, "job started");
     rt.metrics.started.with_label_values(&[kind]).inc();
     rt.metrics.in_flight.with_label_values(&[kind]).inc();
     let started = std::time::Instant::now();
@@ -107,6 +121,7 @@ pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
 
     let outcome = match result {
         Ok(()) => {
+            tracing::debug!(attempt, "job succeeded");
             record_status(&rt, &job_id, Status::Succeeded, attempt, None).await;
             Some("success")
         }

@@ -1,0 +1,247 @@
+//! Queue health as an operator reads it first: pending jobs (consumer lag on each kind's main
+//! topic), failed jobs (dead letters not replayed or purged), active workers (members of each
+//! kind's consumer group), retry backlog, and how old the oldest unprocessed job is.
+//!
+//! It is measured from outside the groups — committed offsets against high watermarks — so it
+//! is right even when every worker is down, which is exactly when it matters.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::Duration,
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::Message,
+    ClientConfig, Offset, TopicPartitionList,
+};
+use serde::Serialize;
+use sluice_core::{headers::now_millis, retry::tier_name, topics::Topics, Config};
+use sluice_dlq::Dlq;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("dead letters: {0}")]
+    Dlq(#[from] sluice_dlq::DlqError),
+}
+
+/// One partition of one topic as one consumer group sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionLag {
+    pub partition: i32,
+    pub high_watermark: i64,
+    /// The group's committed offset; the low watermark when it has none yet.
+    pub committed: i64,
+    pub lag: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicLag {
+    pub group: String,
+    pub lag: i64,
+    /// Age of the oldest record the group has not processed yet; 0 when there is none.
+    pub lag_seconds: f64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KindStats {
+    pub pending: i64,
+    pub failed: i64,
+    pub workers: i64,
+    pub lag_seconds: f64,
+    /// Records in each retry tier not yet consumed, shortest tier first.
+    pub retry_backlog: Vec<TierBacklog>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierBacklog {
+    pub tier: String,
+    pub backlog: i64,
+}
+
+/// `GET /v1/queue/stats` and `sluice stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    pub pending: i64,
+    pub failed: i64,
+    pub workers: i64,
+    pub kinds: BTreeMap<String, KindStats>,
+    /// Every topic sluice consumes, with its consumer group's view.
+    pub topics: BTreeMap<String, TopicLag>,
+    /// Milliseconds since the epoch.
+    pub collected_at: i64,
+}
+
+/// Reads queue health; keeps one offset-reading client per consumer group.
+pub struct StatsReader {
+    config: Config,
+    topics: Topics,
+    dlq: Dlq,
+    peek: BaseConsumer,
+    groups: Mutex<HashMap<String, BaseConsumer>>,
+}
+
+fn client(config: &Config, group: &str) -> Result<BaseConsumer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        // Never subscribes, so it never joins the group: it only reads the group's offsets.
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+impl StatsReader {
+    pub fn new(config: &Config) -> Result<Self, StatsError> {
+        Ok(Self {
+            config: config.clone(),
+            topics: Topics::new(&config.topics),
+            dlq: Dlq::new(config)?,
+            peek: client(config, "sluice-stats-peek")?,
+            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Collects everything; Kafka calls block, so they run on the blocking pool.
+    pub async fn collect(&self) -> Result<QueueStats, StatsError> {
+        let mut failed_by_kind = BTreeMap::new();
+        for kind in sluice_core::topics::job_kinds() {
+            failed_by_kind.insert(kind.clone(), self.dlq.pending_count(&kind).await? as i64);
+        }
+        tokio::task::block_in_place(|| self.collect_offsets(failed_by_kind))
+    }
+
+    fn collect_offsets(
+        &self,
+        failed_by_kind: BTreeMap<String, i64>,
+    ) -> Result<QueueStats, StatsError> {
+        let mut topics = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
+        for kind in sluice_core::topics::job_kinds() {
+            let group = self.topics.worker_group(&kind);
+            let main = self.topic_lag(&group, &self.topics.jobs(&kind), true)?;
+            let mut retry_backlog = Vec::new();
+            for delay in self.config.retry_plan(&kind).tiers {
+                let tier_topic = self.topics.retry(&kind, delay);
+                let lag = self.topic_lag(&group, &tier_topic, false)?;
+                retry_backlog.push(TierBacklog {
+                    tier: tier_name(delay),
+                    backlog: lag.lag,
+                });
+                topics.insert(tier_topic, lag);
+            }
+            kinds.insert(
+                kind.clone(),
+                KindStats {
+                    pending: main.lag,
+                    failed: failed_by_kind.get(&kind).copied().unwrap_or(0),
+                    workers: self.members(&group)?,
+                    lag_seconds: main.lag_seconds,
+                    retry_backlog,
+                },
+            );
+            topics.insert(self.topics.jobs(&kind), main);
+        }
+        let fanout_group = format!("{}sluice.fanout", self.config.topics.prefix);
+        for topic in [self.topics.posts(), self.topics.follows()] {
+            let lag = self.topic_lag(&fanout_group, &topic, true)?;
+            topics.insert(topic, lag);
+        }
+        Ok(QueueStats {
+            pending: kinds.values().map(|k| k.pending).sum(),
+            failed: kinds.values().map(|k| k.failed).sum(),
+            workers: kinds.values().map(|k| k.workers).sum(),
+            kinds,
+            topics,
+            collected_at: now_millis(),
+        })
+    }
+
+    /// Members of a consumer group right now.
+    pub fn members(&self, group: &str) -> Result<i64, StatsError> {
+        let list = self.peek.fetch_group_list(Some(group), TIMEOUT)?;
+        Ok(list.groups().iter().map(|g| g.members().len() as i64).sum())
+    }
+
+    fn topic_lag(&self, group: &str, topic: &str, with_age: bool) -> Result<TopicLag, StatsError> {
+        let mut clients = self.groups.lock().unwrap();
+        if !clients.contains_key(group) {
+            clients.insert(group.to_owned(), client(&self.config, group)?);
+        }
+        let reader = &clients[group];
+        let metadata = reader.fetch_metadata(Some(topic), TIMEOUT)?;
+        let mut list = TopicPartitionList::new();
+        let mut watermarks = BTreeMap::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            list.add_partition(topic, partition.id());
+            watermarks.insert(
+                partition.id(),
+                reader.fetch_watermarks(topic, partition.id(), TIMEOUT)?,
+            );
+        }
+        let committed = reader.committed_offsets(list, TIMEOUT)?;
+        let mut partitions = Vec::new();
+        for element in committed.elements() {
+            let (low, high) = watermarks[&element.partition()];
+            let position = match element.offset() {
+                Offset::Offset(o) => o.max(low),
+                _ => low,
+            };
+            partitions.push(PartitionLag {
+                partition: element.partition(),
+                high_watermark: high,
+                committed: position,
+                lag: (high - position).max(0),
+            });
+        }
+        let lag_seconds = if with_age {
+            self.oldest_age(topic, &partitions)
+        } else {
+            0.0
+        };
+        Ok(TopicLag {
+            group: group.to_owned(),
+            lag: partitions.iter().map(|p| p.lag).sum(),
+            lag_seconds,
+            partitions,
+        })
+    }
+
+    /// Age in seconds of the oldest unprocessed record: the record at each lagging partition's
+    /// committed offset, read by timestamp.
+    fn oldest_age(&self, topic: &str, partitions: &[PartitionLag]) -> f64 {
+        let lagging: Vec<&PartitionLag> = partitions.iter().filter(|p| p.lag > 0).collect();
+        if lagging.is_empty() {
+            return 0.0;
+        }
+        let mut assignment = TopicPartitionList::new();
+        for p in &lagging {
+            let _ =
+                assignment.add_partition_offset(topic, p.partition, Offset::Offset(p.committed));
+        }
+        if self.peek.assign(&assignment).is_err() {
+            return 0.0;
+        }
+        let mut oldest: Option<i64> = None;
+        let mut seen = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while seen.len() < lagging.len() && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = self.peek.poll(Duration::from_millis(100)) {
+                if seen.insert(message.partition()) {
+                    if let Some(ts) = message.timestamp().to_millis() {
+                        oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
+                    }
+                }
+            }
+        }
+        let _ = self.peek.unassign();
+        oldest.map_or(0.0, |ts| ((now_millis() - ts).max(0)) as f64 / 1000.0)
+    }
+}
