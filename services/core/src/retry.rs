@@ -7,14 +7,14 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A duration written as text (`"2s"`, `"10m"`), usable inside lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Explicit delays, one tier each. Empty (the default): expand `base`/`factor`/`max`.
@@ -53,7 +53,7 @@ impl Default for RetryConfig {
 }
 
 /// Per-kind overrides of `[retry]`; every field is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KindConfig {
     pub tiers: Option<Vec<Delay>>,

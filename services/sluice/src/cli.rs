@@ -48,6 +48,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Check the configuration (defaults, file, `SLUICE__…` variables) and print it as JSON;
+    /// an unknown key or a bad value fails with its name.
+    Config,
     /// Print every schema version sluice reads, with the fingerprint its records carry.
     Schemas,
     /// Manage the topics sluice uses.

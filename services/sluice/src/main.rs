@@ -67,6 +67,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Publish(args) => return publish::run(&config, args).await,
         Command::Schemas => print_schemas(),
+        // Loading already validated it; show what the process would run with.
+        Command::Config => println!("{}", serde_json::to_string_pretty(&*config)?),
         Command::Dlq { command } => return dlq::run(&config, command).await,
         Command::Stats { json, watch } => stats::run(&config, json, watch).await?,
         Command::Topics {
