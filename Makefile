@@ -8,7 +8,7 @@ SLUICE_RELEASE := target/release/sluice
 # A development-only signing secret for `make run`; production sets SLUICE__WEBHOOK__SECRET.
 DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 
-.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -57,3 +57,6 @@ bench-publish: ## 100 000 noop jobs: sluice publish --file vs Kafka's ProducerPe
 
 bench-retry: ## retry timing accuracy: lateness p50/p99 of 1500 retried jobs against their due time
 	@deploy/bench/retry.sh
+
+bench-fanout: ## fan-out deliveries/s vs redis-benchmark ZADD -P 16, one post's fan-out p99, feed read p99
+	@deploy/bench/fanout.sh

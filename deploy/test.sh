@@ -19,4 +19,7 @@ deploy/check-monitoring.sh
 deploy/env.sh up
 # The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.
 cargo build --bin sluice
+# Dockerfile, docker-compose.yml and Kubernetes manifests: validated by tools (no Docker engine
+# here), every SLUICE__ variable through the project's own config loader.
+deploy/check-deploy.sh
 cargo test --workspace --no-fail-fast

@@ -130,3 +130,35 @@ mod tempfile_path {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_prints_queue_health_as_a_table_and_as_json() {
+    let env = TestEnv::new().await;
+    let file = jsonl((0..7).map(|i| format!(r#"{{"payload":"{i}"}}"#)));
+    assert!(sluice(
+        &env,
+        &["publish", "noop", "--file", file.path.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let json = sluice(&env, &["stats", "--json"]);
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        stats["kinds"]["noop"]["pending"], 7,
+        "no worker has run: all 7 pending"
+    );
+    assert_eq!(stats["kinds"]["noop"]["workers"], 0);
+    assert_eq!(stats["pending"], 7);
+    let table = sluice(&env, &["stats"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("pending 7   failed 0   workers 0"),
+        "{text}"
+    );
+    assert!(text.contains(&env.topics().jobs("noop")), "{text}");
+}
