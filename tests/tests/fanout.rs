@@ -405,3 +405,39 @@ async fn feed_reads_are_cached_and_a_follow_change_invalidates_the_cache() {
     api.stop().await;
     fanout.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_post_whose_body_is_gone_is_skipped_not_an_error() {
+    let env = TestEnv::with_config(|c| c.social.feed_cache_ttl = Duration::ZERO).await;
+    let topics = env.topics();
+    let follow = FollowChanged::new("reader", "author", FollowAction::Follow).unwrap();
+    env.produce_in_order(&topics.follows(), &[("author".to_owned(), follow.encode())])
+        .await;
+    let posts: Vec<PostCreated> = (0..2)
+        .map(|i| PostCreated::new("author", &format!("#{i}"), &env.config.social).unwrap())
+        .collect();
+    let records: Vec<_> = posts
+        .iter()
+        .map(|p| ("author".to_owned(), p.encode()))
+        .collect();
+    env.produce_in_order(&topics.posts(), &records).await;
+    let fanout = env.start_fanout().await;
+    let api = env.start_api().await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", api.info);
+    eventually(
+        "both posts in the feed",
+        Duration::from_secs(30),
+        || async { (feed_ids(&http, &base, "reader", 50).await.len() == 2).then_some(()) },
+    )
+    .await;
+    let mut redis = env.redis().await;
+    let graph = env.graph().await;
+    let _: () = redis.del(graph.post_key(&posts[0].post_id)).await.unwrap();
+    assert_eq!(
+        feed_ids(&http, &base, "reader", 50).await,
+        [posts[1].post_id.clone()]
+    );
+    api.stop().await;
+    fanout.stop().await;
+}

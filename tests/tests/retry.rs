@@ -307,3 +307,34 @@ async fn a_retry_due_sooner_is_not_held_up_by_one_due_later_in_the_same_partitio
     assert!(patient_requests[1].at - patient_requests[0].at >= Duration::from_secs(6));
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_handler_is_caught_and_retried_as_class_panic() {
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = tiers(&[1]);
+        c.retry.jitter = false;
+    })
+    .await;
+    let worker = env.start_worker(&["noop"]).await;
+    let ids = env
+        .publish_jobs("noop", [r#"{"panic_attempts":1}"#.to_owned()])
+        .await;
+    let store = env.status_store().await;
+    let status = env
+        .wait_for_status(&store, &ids[0], Status::Succeeded, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        status.attempts, 2,
+        "the worker survived the panic and retried"
+    );
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("panic: noop asked to panic on attempt 1")
+    );
+    let retried = env.read_all(&env.topics().retry("noop", Duration::from_secs(1)));
+    assert_eq!(
+        headers::get(retried[0].headers().unwrap(), headers::ERROR_CLASS),
+        Some("panic")
+    );
+    worker.stop().await;
+}

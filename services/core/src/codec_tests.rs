@@ -76,6 +76,7 @@ fn an_old_writer_is_resolved_to_the_newest_reader() {
             ("payload".into(), Value::String("x".into())),
             ("sleep_ms".into(), Value::Long(0)),
             ("fail_attempts".into(), Value::Int(0)),
+            ("panic_attempts".into(), Value::Int(0)),
         ])
     );
 }

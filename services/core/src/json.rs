@@ -247,6 +247,7 @@ mod tests {
                 ("payload".into(), Value::String(String::new())),
                 ("sleep_ms".into(), Value::Long(0)),
                 ("fail_attempts".into(), Value::Int(0)),
+                ("panic_attempts".into(), Value::Int(0)),
             ])
         );
         let follow = &SchemaRegistry::embedded()

@@ -71,8 +71,9 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, job: &Job) -> Result<(), JobFailure>;
 }
 
-/// Does nothing, after waiting `sleep_ms` (v2 of the noop schema); fails its first
-/// `fail_attempts` attempts with a retryable error (v3), to exercise retries.
+/// Does nothing, after waiting `sleep_ms` (v2 of the noop schema); panics on its first
+/// `panic_attempts` attempts (v4) and fails its first `fail_attempts` attempts with a retryable
+/// error (v3): drills for the worker's failure handling.
 pub struct NoopHandler;
 
 #[async_trait]
@@ -81,6 +82,11 @@ impl Handler for NoopHandler {
         let sleep_ms = sluice_core::jobs::long_field(&job.record, "sleep_ms").unwrap_or(0);
         if sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(sleep_ms as u64)).await;
+        }
+        let panic_attempts =
+            sluice_core::jobs::long_field(&job.record, "panic_attempts").unwrap_or(0);
+        if i64::from(job.attempt) <= panic_attempts {
+            panic!("noop asked to panic on attempt {}", job.attempt);
         }
         let fail_attempts =
             sluice_core::jobs::long_field(&job.record, "fail_attempts").unwrap_or(0);
