@@ -32,11 +32,12 @@ env-status:
 build: ## debug build of the sluice binary
 	$(CARGO) build --bin sluice
 
-run: env-up build ## the whole pipeline on this machine: env, topics, api + worker (Ctrl-C stops)
+run: env-up build ## the whole pipeline on this machine: env, topics, api + workers + fanout (Ctrl-C stops)
 	@$(SLUICE_DEBUG) topics ensure
 	@echo
 	@echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"
-	@echo "  api metrics http://127.0.0.1:8080/metrics, worker metrics http://127.0.0.1:9101/metrics"
+	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics"
+	@echo "  queue health: curl localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"
 	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
 	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka and Redis."
 	@echo
