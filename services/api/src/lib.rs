@@ -70,17 +70,17 @@ pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let stats =
         sluice_stats::StatsReader::new(&config).context("creating the queue-health reader")?;
     let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
-    Ok(AppState {
+    Ok(AppState::new(state::Shared {
         stats: Arc::new(stats),
         queue_metrics,
         graph,
-        dlq: Arc::new(dlq),
+        dlq,
         topics: Topics::new(&config.topics),
         producer,
         status,
         metrics,
         config,
-    })
+    }))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then flushes the producer.
