@@ -9,14 +9,17 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use rdkafka::{error::KafkaError, producer::FutureRecord, types::RDKafkaErrorCode, util::Timeout};
 use serde_json::json;
 use sluice_core::{
     headers,
     jobs::{self, JobError},
 };
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::ApiError,
+    produce::{produce, Produced},
+    state::AppState,
+};
 
 /// Accepts a job: 202 only once Kafka acknowledged it (acks=all), so a 202 is a promise.
 pub async fn create(
@@ -46,34 +49,11 @@ pub async fn create(
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
     let (record_headers, traceparent) = headers::new_job_traced(&job.job_id, incoming);
-    let record = FutureRecord::to(&topic)
-        .key(&job.key)
-        .payload(&job.value)
-        .headers(record_headers);
-    let bound = state.config.api.publish_timeout;
-    // librdkafka fails the delivery after `message.timeout.ms` (= publish_timeout); the outer
-    // timeout only guards against a delivery report that never comes.
-    let delivery = tokio::time::timeout(
-        bound + Duration::from_secs(1),
-        state.producer.send(record, Timeout::After(bound)),
-    )
-    .await;
-    let failure = match delivery {
-        Ok(Ok(_)) => None,
-        Ok(Err((error, _))) => Some(classify(&error)),
-        Err(_) => Some("timeout"),
+    let what = Produced {
+        label: &kind,
+        unavailable: "the job queue cannot take jobs right now; retry later",
     };
-    if let Some(reason) = failure {
-        state
-            .metrics
-            .publish_failures
-            .with_label_values(&[kind.as_str(), reason])
-            .inc();
-        tracing::warn!(%kind, reason, "Kafka did not acknowledge a job");
-        return Err(ApiError::Unavailable(
-            "the job queue cannot take jobs right now; retry later".into(),
-        ));
-    }
+    produce(&state, what, &topic, &job.key, &job.value, record_headers).await?;
     state
         .metrics
         .jobs_published
@@ -106,20 +86,6 @@ pub async fn create(
         Json(json!({ "job_id": job.job_id, "status": "queued" })),
     )
         .into_response())
-}
-
-/// Reasons are a small fixed set: they become metric labels.
-fn classify(error: &KafkaError) -> &'static str {
-    match error.rdkafka_error_code() {
-        // The broker did not acknowledge within message.timeout.ms: down or partitioned away.
-        Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
-        // librdkafka's local queue is full: we are producing faster than the broker takes.
-        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
-        // The record is over the broker's or topic's size limit.
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
-        // Anything else the broker or client reported.
-        _ => "kafka",
-    }
 }
 
 pub async fn get(

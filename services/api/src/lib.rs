@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod jobs;
 mod metrics;
+mod produce;
 mod queue;
 mod social;
 mod state;

@@ -1,6 +1,6 @@
 //! `POST /v1/posts`, `POST|DELETE /v1/follows` and `GET /v1/feed/{user_id}`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::{
     extract::{rejection::JsonRejection, Path, Query, State},
@@ -8,13 +8,16 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use rdkafka::{producer::FutureRecord, util::Timeout};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::headers;
 use sluice_fanout::events::{FollowAction, FollowChanged, PostCreated};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::ApiError,
+    produce::{produce, Produced},
+    state::AppState,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,43 +49,19 @@ fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
 }
 
 /// Produces an event keyed by `key` (the author for posts, the followee for follows: the
-/// co-partitioning key) and waits for Kafka's acknowledgement, within the publish timeout.
-async fn produce(
+/// co-partitioning key), acknowledged by Kafka within the publish timeout.
+async fn produce_event(
     state: &AppState,
     topic: &str,
     key: &str,
     id: &str,
     value: &[u8],
 ) -> Result<(), ApiError> {
-    let bound = state.config.api.publish_timeout;
-    let record = FutureRecord::to(topic)
-        .key(key)
-        .payload(value)
-        .headers(headers::new_job(id));
-    let delivery = tokio::time::timeout(
-        bound + Duration::from_secs(1),
-        state.producer.send(record, Timeout::After(bound)),
-    )
-    .await;
-    match delivery {
-        Ok(Ok(_)) => Ok(()),
-        failure => {
-            let reason = if matches!(failure, Ok(Err(_))) {
-                "kafka"
-            } else {
-                "timeout"
-            };
-            state
-                .metrics
-                .publish_failures
-                .with_label_values(&["social", reason])
-                .inc();
-            tracing::warn!(%topic, reason, "Kafka did not acknowledge a social event");
-            Err(ApiError::Unavailable(
-                "events cannot be accepted right now; retry later".into(),
-            ))
-        }
-    }
+    let what = Produced {
+        label: "social",
+        unavailable: "events cannot be accepted right now; retry later",
+    };
+    produce(state, what, topic, key, value, headers::new_job(id)).await
 }
 
 pub async fn create_post(
@@ -96,7 +75,7 @@ pub async fn create_post(
     );
     let post = PostCreated::new(&author_id, &text, &state.config.social)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    produce(
+    produce_event(
         &state,
         &state.topics.posts(),
         &post.author_id,
@@ -124,7 +103,7 @@ async fn change_follow(
     let change = FollowChanged::new(&follower, &followee, action)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let id = uuid::Uuid::now_v7().to_string();
-    produce(
+    produce_event(
         &state,
         &state.topics.follows(),
         &change.followee_id,
