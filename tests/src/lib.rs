@@ -18,16 +18,19 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::OwnedMessage,
     producer::{FutureProducer, FutureRecord},
-    ClientConfig,
 };
 use sluice_core::{
     headers, jobs,
+    kafka::{self, QuietContext},
     status::{JobStatus, Status, StatusStore},
     topics::Topics,
     Config,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+/// How long a helper waits for a topic created a moment ago to have leaders.
+const KAFKA_WAIT: Duration = Duration::from_secs(30);
 
 /// The signing secret tests configure, and the key it decodes to.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -245,9 +248,16 @@ impl TestEnv {
     }
 
     /// An acks=all idempotent producer, as the roles use.
-    pub fn producer(&self) -> FutureProducer {
+    pub fn producer(&self) -> FutureProducer<QuietContext> {
         sluice_core::kafka::producer_config(&self.config.kafka, Duration::from_secs(10))
-            .create()
+            .create_with_context(QuietContext)
+            .unwrap()
+    }
+
+    /// A client that reads topics by assignment and `group`'s offsets, never joining it.
+    pub fn reader(&self, group: &str) -> BaseConsumer<QuietContext> {
+        kafka::reader_config(&self.config.kafka, group)
+            .create_with_context(QuietContext)
             .unwrap()
     }
 
@@ -316,20 +326,13 @@ impl TestEnv {
 
     /// Records in a topic: the sum of its partitions' high watermarks.
     pub fn record_count(&self, topic: &str) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        metadata.topics()[0]
-            .partitions()
-            .iter()
+        let consumer = self.reader("sluice-test-reader");
+        kafka::partitions(consumer.client(), topic, KAFKA_WAIT)
+            .expect("metadata")
+            .into_iter()
             .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                    .expect("watermarks");
+                let (low, high) =
+                    kafka::watermarks(consumer.client(), topic, p, KAFKA_WAIT).expect("watermarks");
                 high - low
             })
             .sum()
@@ -337,27 +340,17 @@ impl TestEnv {
 
     /// Every record of a topic, in partition then offset order, read without a consumer group.
     pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
-            .set("enable.partition.eof", "false")
-            // assign() needs a group id; nothing is committed under it.
-            .set("group.id", "sluice-test-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
+        // assign() needs a group id; nothing is committed under it.
+        let consumer = self.reader("sluice-test-reader");
         let mut records = Vec::new();
-        for partition in metadata.topics()[0].partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
-                .unwrap();
+        for partition in kafka::partitions(consumer.client(), topic, KAFKA_WAIT).unwrap() {
+            let (low, high) =
+                kafka::watermarks(consumer.client(), topic, partition, KAFKA_WAIT).unwrap();
             if high <= low {
                 continue;
             }
             let mut list = rdkafka::TopicPartitionList::new();
-            list.add_partition_offset(topic, partition.id(), rdkafka::Offset::Offset(low))
+            list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low))
                 .unwrap();
             consumer.assign(&list).unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -374,11 +367,7 @@ impl TestEnv {
 
     /// The committed offsets of a group on a topic, summed over partitions (unset counts 0).
     pub fn committed_total(&self, group: &str, topic: &str) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
-            .set("group.id", group)
-            .create()
-            .unwrap();
+        let consumer = self.reader(group);
         let mut list = rdkafka::TopicPartitionList::new();
         for partition in 0..self.config.topics.partitions {
             list.add_partition(topic, partition);
@@ -418,6 +407,11 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// GETs `url` and returns the body as text (a `/metrics` page, say).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// POSTs `body` as JSON to `url` and parses the JSON answer.
 pub async fn post_json(
     http: &reqwest::Client,
@@ -432,6 +426,15 @@ pub async fn post_json(
         .json()
         .await
         .unwrap()
+}
+
+/// A loopback port free right now, for a child process that must listen where the test knows.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `target/debug/sluice`, next to the test binary's `deps/` folder (or `$SLUICE_BIN`).

@@ -107,14 +107,7 @@ async fn each_bad_input_gets_its_status_and_a_message_and_nothing_is_enqueued() 
             .status(),
         200
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sluice_tests::get_text(&http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains(
             r#"sluice_http_requests_total{route="/v1/jobs/{kind_or_id}",status="400"} 10"#

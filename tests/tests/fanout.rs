@@ -94,6 +94,30 @@ async fn every_feed_equals_a_direct_computation_from_the_history() {
             }
         }
     }
+    // Then the hot authors lose most of their followers, falling back under the threshold, and
+    // post again: those posts are pushed to the followers they still have.
+    let threshold = env.config.social.celebrity_threshold;
+    for (n, author) in users.iter().take(4).enumerate() {
+        let mut fans: Vec<String> = following
+            .iter()
+            .filter(|(_, followed)| followed.contains(author))
+            .map(|(fan, _)| fan.clone())
+            .collect();
+        fans.sort();
+        for fan in fans.iter().skip(threshold as usize - 3) {
+            following.get_mut(fan).unwrap().remove(author);
+            let change = FollowChanged::new(fan, author, FollowAction::Unfollow).unwrap();
+            follow_records.push((author.clone(), change.encode()));
+        }
+        if promoted.contains(author) && follower_count(&following, author) < threshold {
+            demoted.insert(author.clone());
+        }
+        let mut post =
+            PostCreated::new(author, &format!("back to push {n}"), &env.config.social).unwrap();
+        post.created_at = 1_700_000_000_000 + 3000 + n as i64;
+        post_records.push((author.clone(), post.encode()));
+        posts.push(post);
+    }
     let topics = env.topics();
     env.produce_in_order(&topics.follows(), &follow_records)
         .await;
@@ -139,15 +163,27 @@ async fn every_feed_equals_a_direct_computation_from_the_history() {
             "{user}, limit 200"
         );
     }
+    // The scenario really crosses the threshold both ways, and the fanout's celebrity set ends
+    // as the history says: exactly the authors with at least `threshold` followers now.
+    assert!(
+        !promoted.is_empty(),
+        "an author crossed the threshold upwards"
+    );
+    assert!(
+        !demoted.is_empty(),
+        "a celebrity fell back under the threshold: {promoted:?}"
+    );
     let mut redis = env.redis().await;
-    let celebrities: Vec<String> = redis
+    let celebrities: BTreeSet<String> = redis
         .smembers(env.graph().await.celebrities_key())
         .await
         .unwrap();
-    assert!(
-        !celebrities.is_empty(),
-        "the scenario has at least one celebrity"
-    );
+    let expected_celebrities: BTreeSet<String> = users
+        .iter()
+        .filter(|u| follower_count(&following, u) >= env.config.social.celebrity_threshold)
+        .cloned()
+        .collect();
+    assert_eq!(celebrities, expected_celebrities);
     api.stop().await;
     fanout.stop().await;
 }
@@ -362,14 +398,7 @@ async fn feed_reads_are_cached_and_a_follow_change_invalidates_the_cache() {
     })
     .await;
     let metrics = || async {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = sluice_tests::get_text(&http, &format!("{base}/metrics")).await;
         let hits = text
             .lines()
             .find(|l| l.starts_with("sluice_feed_cache_hits_total"))

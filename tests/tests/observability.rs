@@ -190,14 +190,7 @@ async fn a_real_prometheus_scrapes_every_role_and_sees_jobs_lag_and_dead_letters
         ("sluice-fanout", fanout.info),
     ];
     for (role, addr) in targets {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = sluice_tests::get_text(&http, &format!("http://{addr}/metrics")).await;
         check_naming(role, &text);
         promtool_parses(role, &text);
     }

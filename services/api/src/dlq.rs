@@ -25,6 +25,8 @@ pub struct ListQuery {
 fn api_error(e: DlqError) -> ApiError {
     match e {
         DlqError::UnknownKind(_) | DlqError::NotFound(..) => ApiError::NotFound(e.to_string()),
+        // Another replay or purge of the kind holds the lease: the client may retry later.
+        DlqError::Busy { .. } | DlqError::LeaseLost(_) => ApiError::Conflict(e.to_string()),
         other => {
             tracing::warn!(error = %other, "dead-letter operation failed");
             ApiError::Unavailable("the dead-letter topic cannot be read right now".into())

@@ -1,5 +1,5 @@
-//! The sluice HTTP API (DESIGN.md §7): accepts jobs in milliseconds and answers 202 only after
-//! Kafka acknowledged them; reports job status from Redis.
+//! The sluice HTTP API (docs/architecture.md §5): accepts jobs in milliseconds and answers 202
+//! only after Kafka acknowledged them; reports job status from Redis.
 
 mod dlq;
 mod error;
@@ -56,7 +56,9 @@ pub fn app(state: AppState) -> Router {
 pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let metrics = ApiMetrics::new();
     let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "api");
-    let producer = sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
+    let producer_config =
+        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout);
+    let producer = sluice_core::kafka::with_statistics(producer_config, &config.kafka)
         .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats))
         .context("creating the Kafka producer")?;
     let status = StatusStore::connect(&config.redis)

@@ -36,6 +36,10 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties applied to every client, last (so they win), e.g.
     /// `{ "linger.ms" = "10" }`. Default: none.
     pub properties: BTreeMap<String, String>,
+    /// How long a consumer waits at start for its topics to exist (created a moment ago by
+    /// `sluice topics ensure`, say) before it reports the missing ones as an error. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub topic_wait: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -44,6 +48,7 @@ impl Default for KafkaConfig {
             bootstrap_servers: "127.0.0.1:9092".into(),
             client_id: "sluice".into(),
             properties: BTreeMap::new(),
+            topic_wait: Duration::from_secs(30),
         }
     }
 }
@@ -103,7 +108,7 @@ impl Default for TopicsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Default `127.0.0.1:8080` (DESIGN.md §7).
+    /// Default `127.0.0.1:8080` (docs/architecture.md §2).
     pub listen: SocketAddr,
     /// Larger request bodies get 413. Default 1 MiB.
     pub body_limit_bytes: usize,
@@ -168,7 +173,7 @@ pub struct WebhookConfig {
     /// Standard Webhooks signing secret, `whsec_` + base64. Required by workers of kind `webhook`.
     /// Default empty (no secret is ever committed).
     pub secret: String,
-    /// Per-request timeout of outgoing deliveries. Default 10 s (DESIGN.md §2).
+    /// Per-request timeout of outgoing deliveries. Default 10 s (docs/architecture.md §2).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -186,7 +191,7 @@ impl Default for WebhookConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SocialConfig {
     /// Authors with at least this many followers are pulled on read instead of pushed on write.
-    /// Default 10 000 (DESIGN.md §2).
+    /// Default 10 000 (docs/architecture.md §2).
     pub celebrity_threshold: u64,
     /// Entries a materialized feed keeps (the newest). Default 1000.
     pub feed_cap: usize,

@@ -1,5 +1,5 @@
-//! Record headers carried by every job (DESIGN.md §5). Retry and DLQ records add to them and
-//! never drop them.
+//! Record headers carried by every job (docs/architecture.md §3). Retry and DLQ records add to
+//! them and never drop them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -97,7 +97,7 @@ pub enum JobError {
     Field(#[from] FieldError),
 }
 
-/// Envelope fields a client may send next to the kind's own fields (DESIGN.md §7).
+/// Envelope fields a client may send next to the kind's own fields (docs/architecture.md §5).
 const KEY_FIELD: &str = "key";
 const PRIORITY_FIELD: &str = "priority";
 

@@ -1,13 +1,22 @@
-//! Kafka client settings in one place, so every role agrees on the guarantees of DESIGN.md §8.
+//! Kafka client settings in one place, so every role agrees on the delivery guarantees
+//! (docs/architecture.md §6) and every client the binary creates — producers, consumers, offset
+//! readers, admin clients — gets `kafka.properties` (SASL, TLS, ...) applied last.
+//!
+//! Also the bounded waits a fresh topic needs: right after creation a topic may have no leader
+//! yet, and metadata or watermark reads fail with `NotLeaderForPartition` for a moment.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::Client,
     config::ClientConfig,
-    error::KafkaError,
+    consumer::ConsumerContext,
+    error::{KafkaError, KafkaResult},
+    producer::ProducerContext,
+    statistics::Statistics,
     types::RDKafkaErrorCode,
+    ClientContext,
 };
 
 use crate::{config::KafkaConfig, topics::TopicSpec};
@@ -16,9 +25,7 @@ fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", &kafka.client_id)
-        // librdkafka's statistics feed the sluice_kafka_* metrics; once per scrape interval.
-        .set("statistics.interval.ms", "15000");
+        .set("client.id", &kafka.client_id);
     config
 }
 
@@ -27,6 +34,13 @@ fn with_overrides(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig
         config.set(key, value);
     }
     config
+}
+
+/// Turns on librdkafka's statistics (once per scrape interval) for a client whose context turns
+/// them into `sluice_kafka_*` metrics. Clients without such a context leave them off.
+pub fn with_statistics(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
+    config.set("statistics.interval.ms", "15000");
+    with_overrides(config, kafka)
 }
 
 /// A producer that never loses an acknowledged record and never reorders or duplicates on retry:
@@ -74,14 +88,179 @@ pub fn consumer_config(
     with_overrides(config, kafka)
 }
 
-/// Creates the topics that do not exist yet; existing ones are left alone.
-/// Returns the names that were created.
+/// A client that reads without joining a group: topics by `assign()`, a group's committed
+/// offsets, watermarks, metadata. `group` is only the group whose offsets it may read; it never
+/// subscribes or commits, so it never becomes a member.
+pub fn reader_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut config = base(kafka);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    with_overrides(config, kafka)
+}
+
+/// Logs what librdkafka reports about a client. Its transport errors are reports, not failures:
+/// it reconnects by itself. A subscribed topic that does not exist is a setup error that names
+/// the command that fixes it.
+pub fn log_client_error(error: &KafkaError, reason: &str) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => tracing::error!(
+            error = %error,
+            reason,
+            "a topic this client needs does not exist; create it with `sluice topics ensure`"
+        ),
+        // Down or unreachable brokers: librdkafka keeps retrying and says so when it recovers.
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Resolve,
+        ) => tracing::warn!(error = %error, reason, "Kafka unreachable; librdkafka retries"),
+        _ => tracing::error!(error = %error, reason, "librdkafka reported an error"),
+    }
+}
+
+/// The context of clients that export no statistics: errors logged by `log_client_error`,
+/// statistics (should `kafka.properties` turn them on) dropped instead of logged at INFO.
+#[derive(Clone, Copy, Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn stats(&self, _: Statistics) {}
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+impl ProducerContext for QuietContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// Errors that go away by themselves shortly after a topic is created or a leader moves.
+fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+        )
+    )
+}
+
+/// Runs `attempt` until it succeeds, fails with a lasting error, or `bound` passes (then the last
+/// transient error is returned).
+fn retry_transient<T>(
+    bound: Duration,
+    mut attempt: impl FnMut() -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    let deadline = Instant::now() + bound;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match attempt() {
+            Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The partition ids of `topic`, once every partition has a leader. Blocks up to `bound`; a
+/// topic that does not exist (or has a leaderless partition) after it is an error.
+pub fn partitions<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    bound: Duration,
+) -> KafkaResult<Vec<i32>> {
+    retry_transient(bound, || {
+        let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        };
+        if let Some(code) = found.error() {
+            return Err(KafkaError::MetadataFetch(code.into()));
+        }
+        if found.partitions().is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        if let Some(p) = found
+            .partitions()
+            .iter()
+            .find(|p| p.leader() < 0 || p.error().is_some())
+        {
+            let code = p
+                .error()
+                .map_or(RDKafkaErrorCode::LeaderNotAvailable, Into::into);
+            return Err(KafkaError::MetadataFetch(code));
+        }
+        Ok(found.partitions().iter().map(|p| p.id()).collect())
+    })
+}
+
+/// Low and high watermark of one partition, retrying the errors of a partition whose leader is
+/// not ready yet for up to `bound`.
+pub fn watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: i32,
+    bound: Duration,
+) -> KafkaResult<(i64, i64)> {
+    retry_transient(bound, || {
+        client.fetch_watermarks(topic, partition, Duration::from_secs(5))
+    })
+}
+
+/// The names among `topics` that do not exist (or have a partition without a leader) after
+/// waiting up to `bound` for them: consumers call it before subscribing, so that a topic created
+/// a moment ago is not reported missing, and one that really is missing is named once.
+pub fn missing_topics<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[String],
+    bound: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + bound;
+    topics
+        .iter()
+        .filter(|topic| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            partitions(client, topic, left.max(Duration::from_millis(1))).is_err()
+        })
+        .cloned()
+        .collect()
+}
+
+/// How long `ensure_topics` waits for new topics' leaders.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Creates the topics that do not exist yet (existing ones are left alone), then waits until
+/// every partition of every topic in `specs` has a leader, so the caller can read metadata and
+/// watermarks of them at once. Returns the names that were created.
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
     replication_factor: i32,
     specs: &[TopicSpec],
 ) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = with_overrides(base(kafka), kafka).create()?;
+    let admin: AdminClient<QuietContext> =
+        with_overrides(base(kafka), kafka).create_with_context(QuietContext)?;
     let new_topics: Vec<NewTopic> = specs
         .iter()
         .map(|spec| {
@@ -110,5 +289,16 @@ pub async fn ensure_topics(
             }
         }
     }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + LEADER_WAIT;
+        for name in &names {
+            let left = deadline.saturating_duration_since(Instant::now());
+            partitions(admin.inner(), name, left.max(Duration::from_millis(1)))?;
+        }
+        Ok::<_, KafkaError>(())
+    })
+    .await
+    .expect("the leader wait does not panic")?;
     Ok(created)
 }

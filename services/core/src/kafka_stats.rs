@@ -119,6 +119,10 @@ impl ClientContext for StatsContext {
     fn stats(&self, statistics: Statistics) {
         self.0.record(&statistics);
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka::log_client_error(&error, reason);
+    }
 }
 
 impl ProducerContext for StatsContext {

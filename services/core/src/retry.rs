@@ -19,7 +19,7 @@ pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
 pub struct RetryConfig {
     /// Explicit delays, one tier each. Empty (the default): expand `base`/`factor`/`max`.
     pub tiers: Vec<Delay>,
-    /// First exponential delay. Default 2 s (DESIGN.md §2).
+    /// First exponential delay. Default 2 s (docs/architecture.md §2).
     #[serde(with = "humantime_serde")]
     pub base: Duration,
     /// Each further delay is the previous times this. Default 2.

@@ -1,4 +1,4 @@
-//! Topic and consumer-group names (DESIGN.md §5), all behind `topics.prefix`.
+//! Topic and consumer-group names (docs/architecture.md §3), all behind `topics.prefix`.
 
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ impl Topics {
             topics.push(spec(self.dead_letters(&kind), 1, false));
             topics.push(spec(self.dead_letter_state(&kind), 1, true));
         }
-        // Co-partitioned (DESIGN.md §5): the same count for both social topics.
+        // Co-partitioned (docs/architecture.md §3): the same count for both social topics.
         topics.push(spec(self.posts(), partitions, false));
         topics.push(spec(self.follows(), partitions, false));
         topics.push(spec(format!("{}.dlq", self.posts()), 1, false));

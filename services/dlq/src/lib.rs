@@ -6,15 +6,19 @@
 //! it, in the compacted topic `jobs.<kind>.dlq.state` (key: the dead letter's position, value:
 //! `replayed` or `purged`). A dead letter without such a record is *pending*: it counts as failed
 //! and may be replayed. Replay sends first and records after, so a crash between the two can send
-//! a job twice, never zero times (handlers are idempotent by job id).
+//! a job twice, never zero times (handlers are idempotent by job id). Replays and purges of one
+//! kind take a lease first (`lease`), so two of them never run at once.
 
+mod lease;
+mod pending;
 mod read;
 mod replay;
 
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
-use sluice_core::{topics::Topics, Config};
+use sluice_core::{kafka::QuietContext, topics::Topics, Config};
 
+pub use pending::{PendingCount, PendingCounter};
 pub use replay::{ReplayReport, Selector};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,14 @@ pub enum DlqError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("reading {topic} did not reach its end within {seconds} s")]
     ReadTimeout { topic: String, seconds: u64 },
+    #[error(
+        "a replay or purge of `{kind}` is already running ({holder}); try again when it is done"
+    )]
+    Busy { kind: String, holder: String },
+    #[error("the dead-letter lease of `{0}` expired and was taken by another replay; stopped")]
+    LeaseLost(String),
+    #[error("Redis (dead-letter lease): {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Where a dead letter is: its partition and offset in the DLQ topic. Printed as the bare offset
@@ -123,14 +135,14 @@ impl Filter {
 pub struct Dlq {
     config: Config,
     topics: Topics,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietContext>,
 }
 
 impl Dlq {
     pub fn new(config: &Config) -> Result<Self, DlqError> {
         let producer =
             sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
-                .create()?;
+                .create_with_context(QuietContext)?;
         Ok(Self {
             config: config.clone(),
             topics: Topics::new(&config.topics),
@@ -155,17 +167,6 @@ impl Dlq {
             all.truncate(limit);
         }
         Ok(all)
-    }
-
-    /// Dead letters not yet replayed or purged.
-    pub async fn pending_count(&self, kind: &str) -> Result<usize, DlqError> {
-        Self::check_kind(kind)?;
-        Ok(self
-            .read(kind)
-            .await?
-            .iter()
-            .filter(|d| d.state == State::Pending)
-            .count())
     }
 
     /// One dead letter, whatever its state.

@@ -1,4 +1,5 @@
-//! Reading a whole (small) topic from its start to its current end, without a consumer group.
+//! Reading a topic without a consumer group: all of it, from its start to its current end, or
+//! only what was written since a cursor.
 
 use std::{
     collections::HashMap,
@@ -8,9 +9,13 @@ use std::{
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{Headers, Message, OwnedMessage},
-    ClientConfig, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
 };
-use sluice_core::{headers, Config};
+use sluice_core::{
+    headers,
+    kafka::{self, QuietContext},
+    Config,
+};
 
 use crate::{DeadLetter, Dlq, DlqError, Position, State};
 
@@ -39,25 +44,26 @@ impl Dlq {
 
 /// The newest state recorded for each position; absent means pending.
 fn read_states(config: &Config, topic: &str) -> Result<HashMap<Position, State>, DlqError> {
-    let mut states = HashMap::new();
-    for message in read_topic(config, topic)? {
-        let position = message
-            .key()
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(|k| k.parse::<Position>().ok());
-        let state = message
-            .payload()
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-            .and_then(|v| match v["state"].as_str() {
-                Some("replayed") => Some(State::Replayed),
-                Some("purged") => Some(State::Purged),
-                _ => None,
-            });
-        if let (Some(position), Some(state)) = (position, state) {
-            states.insert(position, state);
-        }
-    }
-    Ok(states)
+    Ok(read_topic(config, topic)?
+        .iter()
+        .filter_map(state_of)
+        .collect())
+}
+
+/// The dead letter a state record is about, and what was done with it; `None` for a record
+/// that is not a state record.
+pub(crate) fn state_of(message: &OwnedMessage) -> Option<(Position, State)> {
+    let position = message
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| k.parse::<Position>().ok())?;
+    let value = serde_json::from_slice::<serde_json::Value>(message.payload()?).ok()?;
+    let state = match value["state"].as_str()? {
+        "replayed" => State::Replayed,
+        "purged" => State::Purged,
+        _ => return None,
+    };
+    Some((position, state))
 }
 
 fn dead_letter(message: &OwnedMessage, states: &HashMap<Position, State>) -> DeadLetter {
@@ -100,21 +106,47 @@ fn dead_letter(message: &OwnedMessage, states: &HashMap<Position, State>) -> Dea
 /// Every record of `topic` from each partition's low watermark to the high watermark it had
 /// when reading began, in partition then offset order.
 pub(crate) fn read_topic(config: &Config, topic: &str) -> Result<Vec<OwnedMessage>, DlqError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        // assign() needs a group id; nothing is ever committed under it.
-        .set("group.id", "sluice-dlq-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let consumer = reader(config)?;
+    read_new(&consumer, topic, &mut Cursor::default())
+}
+
+/// Where reading a topic goes on from, per partition.
+#[derive(Debug, Default)]
+pub(crate) struct Cursor {
+    /// The next offset to read.
+    pub next: HashMap<i32, i64>,
+    /// The low watermark seen by the last read: what retention has not removed.
+    pub low: HashMap<i32, i64>,
+}
+
+pub(crate) type Reader = BaseConsumer<QuietContext>;
+
+/// assign() needs a group id; nothing is ever committed under it.
+pub(crate) fn reader(config: &Config) -> Result<Reader, DlqError> {
+    Ok(kafka::reader_config(&config.kafka, "sluice-dlq-reader")
+        .create_with_context(QuietContext)?)
+}
+
+/// The records of `topic` from `cursor` (the next offset per partition; a partition not in it
+/// starts at its low watermark) to the high watermark each partition had when reading began, in
+/// partition then offset order; `cursor` is moved past them. Offsets below the low watermark
+/// (removed by retention or compaction) are skipped. Costs what is new, not what was read before.
+pub(crate) fn read_new(
+    consumer: &Reader,
+    topic: &str,
+    cursor: &mut Cursor,
+) -> Result<Vec<OwnedMessage>, DlqError> {
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+    for partition in kafka::partitions(consumer.client(), topic, Duration::from_secs(10))? {
         let (low, high) =
-            consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
-        if high > low {
-            ends.insert(partition.id(), high);
-            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
+            kafka::watermarks(consumer.client(), topic, partition, Duration::from_secs(10))?;
+        let start = cursor.next.get(&partition).copied().unwrap_or(low).max(low);
+        cursor.next.insert(partition, start);
+        cursor.low.insert(partition, low);
+        if high > start {
+            ends.insert(partition, high);
+            assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
         }
     }
     let mut by_partition: HashMap<i32, Vec<OwnedMessage>> = HashMap::new();
@@ -145,6 +177,10 @@ pub(crate) fn read_topic(config: &Config, topic: &str) -> Result<Vec<OwnedMessag
         if records.last().is_some_and(|m| m.offset() == end - 1) {
             unfinished -= 1;
         }
+    }
+    consumer.unassign()?;
+    for (partition, end) in ends {
+        cursor.next.insert(partition, end);
     }
     let mut partitions: Vec<_> = by_partition.into_iter().collect();
     partitions.sort_by_key(|(p, _)| *p);

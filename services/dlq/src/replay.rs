@@ -7,7 +7,7 @@ use rdkafka::{producer::FutureRecord, util::Timeout};
 use serde::Serialize;
 use sluice_core::headers::{self, now_millis};
 
-use crate::{DeadLetter, Dlq, DlqError, Position, State};
+use crate::{lease::Lease, DeadLetter, Dlq, DlqError, Position, State};
 
 /// Which pending dead letters to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,21 +67,48 @@ impl Dlq {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<ReplayReport, DlqError> {
         Self::check_kind(kind)?;
-        let selected: Vec<DeadLetter> = self
-            .read(kind)
-            .await?
-            .into_iter()
-            .filter(|d| d.state == State::Pending && selector.matches(d))
-            .collect();
         if dry_run {
+            let selected = self.pending_matching(kind, selector).await?;
             return Ok(ReplayReport {
                 replayed: selected,
                 dry_run,
             });
         }
+        // Taken before reading what is pending, so a replay that ran meanwhile has recorded
+        // everything it sent by the time this one reads.
+        let mut lease = Lease::acquire(&self.config.redis, kind).await?;
+        let result = self
+            .replay_leased(kind, selector, &mut lease, &mut progress)
+            .await;
+        lease.release().await;
+        result
+    }
+
+    async fn pending_matching(
+        &self,
+        kind: &str,
+        selector: &Selector,
+    ) -> Result<Vec<DeadLetter>, DlqError> {
+        Ok(self
+            .read(kind)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == State::Pending && selector.matches(d))
+            .collect())
+    }
+
+    async fn replay_leased(
+        &self,
+        kind: &str,
+        selector: &Selector,
+        lease: &mut Lease,
+        progress: &mut impl FnMut(usize, usize),
+    ) -> Result<ReplayReport, DlqError> {
+        let selected = self.pending_matching(kind, selector).await?;
         let (main, dlq) = (self.topics.jobs(kind), self.topics.dead_letters(kind));
         let total = selected.len();
         for (done, chunk) in selected.chunks(CHUNK).enumerate() {
+            lease.renew(kind).await?;
             let sends = chunk.iter().map(|d| {
                 let from = format!("{dlq}:{}:{}", d.position.partition, d.position.offset);
                 let now = now_millis().to_string();
@@ -116,7 +143,7 @@ impl Dlq {
         }
         Ok(ReplayReport {
             replayed: selected,
-            dry_run,
+            dry_run: false,
         })
     }
 
@@ -124,6 +151,18 @@ impl Dlq {
     /// replaying them. Returns how many.
     pub async fn purge(&self, kind: &str, before_ms: Option<i64>) -> Result<usize, DlqError> {
         Self::check_kind(kind)?;
+        let mut lease = Lease::acquire(&self.config.redis, kind).await?;
+        let result = self.purge_leased(kind, before_ms, &mut lease).await;
+        lease.release().await;
+        result
+    }
+
+    async fn purge_leased(
+        &self,
+        kind: &str,
+        before_ms: Option<i64>,
+        lease: &mut Lease,
+    ) -> Result<usize, DlqError> {
         let purged: Vec<Position> = self
             .read(kind)
             .await?
@@ -134,6 +173,7 @@ impl Dlq {
             .map(|d| d.position)
             .collect();
         for chunk in purged.chunks(CHUNK) {
+            lease.renew(kind).await?;
             self.mark(kind, chunk.iter().copied(), State::Purged)
                 .await?;
         }

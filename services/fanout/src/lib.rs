@@ -59,11 +59,13 @@ pub async fn serve(
     consumer_config.set("partition.assignment.strategy", "range");
     let metrics = FanoutMetrics::new();
     let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "fanout");
-    let consumer = consumer_config
+    let consumer = sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
         .create_with_context(FanoutContext(kafka_stats.clone()))
         .context("creating the fanout consumer")?;
+    let producer_config =
+        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30));
     let producer: rdkafka::producer::FutureProducer<_> =
-        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
+        sluice_core::kafka::with_statistics(producer_config, &config.kafka)
             .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats))
             .context("creating the dead-letter producer")?;
     let registry = metrics.registry.clone();
@@ -85,6 +87,7 @@ pub async fn serve(
         producer: producer.clone(),
         graph,
         topics,
+        topic_wait: config.kafka.topic_wait,
         metrics,
         shutdown: shutdown.clone(),
     });

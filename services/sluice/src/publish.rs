@@ -26,7 +26,7 @@ use rdkafka::{
     util::Timeout,
     ClientContext,
 };
-use sluice_core::{headers, jobs, topics::Topics, Config};
+use sluice_core::{headers, jobs, kafka::QuietContext, topics::Topics, Config};
 
 use crate::cli::PublishArgs;
 
@@ -51,9 +51,9 @@ pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<ExitCode>
 
 async fn publish_one(config: &Config, kind: &str, json: &str) -> anyhow::Result<ExitCode> {
     let job = jobs::prepare(kind, json.as_bytes()).context("invalid job")?;
-    let producer: FutureProducer =
+    let producer: FutureProducer<QuietContext> =
         sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
-            .create()
+            .create_with_context(QuietContext)
             .context("creating the Kafka producer")?;
     let topic = Topics::new(&config.topics).jobs(kind);
     let record = FutureRecord::to(&topic)
@@ -81,7 +81,13 @@ struct Deliveries {
 
 struct CountingContext(Arc<Deliveries>);
 
-impl ClientContext for CountingContext {}
+impl ClientContext for CountingContext {
+    fn stats(&self, _: rdkafka::statistics::Statistics) {}
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        sluice_core::kafka::log_client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for CountingContext {
     type DeliveryOpaque = ();

@@ -15,11 +15,17 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
     message::Message,
-    ClientConfig, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
 };
 use serde::Serialize;
-use sluice_core::{headers::now_millis, retry::tier_name, topics::Topics, Config};
-use sluice_dlq::Dlq;
+use sluice_core::{
+    headers::now_millis,
+    kafka::{self, QuietContext},
+    retry::tier_name,
+    topics::Topics,
+    Config,
+};
+use sluice_dlq::PendingCounter;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -83,27 +89,24 @@ pub struct QueueStats {
 pub struct StatsReader {
     config: Config,
     topics: Topics,
-    dlq: Dlq,
-    peek: BaseConsumer,
-    groups: Mutex<HashMap<String, BaseConsumer>>,
+    dead_letters: PendingCounter,
+    peek: Reader,
+    groups: Mutex<HashMap<String, Reader>>,
 }
 
-fn client(config: &Config, group: &str) -> Result<BaseConsumer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        // Never subscribes, so it never joins the group: it only reads the group's offsets.
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
+/// Never subscribes, so it never joins the group: it only reads the group's offsets.
+fn client(config: &Config, group: &str) -> Result<Reader, KafkaError> {
+    sluice_core::kafka::reader_config(&config.kafka, group).create_with_context(QuietContext)
 }
+
+type Reader = BaseConsumer<QuietContext>;
 
 impl StatsReader {
     pub fn new(config: &Config) -> Result<Self, StatsError> {
         Ok(Self {
             config: config.clone(),
             topics: Topics::new(&config.topics),
-            dlq: Dlq::new(config)?,
+            dead_letters: PendingCounter::new(config),
             peek: client(config, "sluice-stats-peek")?,
             groups: Mutex::new(HashMap::new()),
         })
@@ -113,7 +116,8 @@ impl StatsReader {
     pub async fn collect(&self) -> Result<QueueStats, StatsError> {
         let mut failed_by_kind = BTreeMap::new();
         for kind in sluice_core::topics::job_kinds() {
-            failed_by_kind.insert(kind.clone(), self.dlq.pending_count(&kind).await? as i64);
+            let count = self.dead_letters.refresh(&kind).await?;
+            failed_by_kind.insert(kind.clone(), count.pending as i64);
         }
         tokio::task::block_in_place(|| self.collect_offsets(failed_by_kind))
     }
@@ -176,14 +180,13 @@ impl StatsReader {
             clients.insert(group.to_owned(), client(&self.config, group)?);
         }
         let reader = &clients[group];
-        let metadata = reader.fetch_metadata(Some(topic), TIMEOUT)?;
         let mut list = TopicPartitionList::new();
         let mut watermarks = BTreeMap::new();
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            list.add_partition(topic, partition.id());
+        for partition in kafka::partitions(reader.client(), topic, TIMEOUT)? {
+            list.add_partition(topic, partition);
             watermarks.insert(
-                partition.id(),
-                reader.fetch_watermarks(topic, partition.id(), TIMEOUT)?,
+                partition,
+                kafka::watermarks(reader.client(), topic, partition, TIMEOUT)?,
             );
         }
         let committed = reader.committed_offsets(list, TIMEOUT)?;

@@ -112,6 +112,10 @@ impl ClientContext for WorkerContext {
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
         self.kafka_stats.record(&statistics);
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        sluice_core::kafka::log_client_error(&error, reason);
+    }
 }
 
 impl ConsumerContext for WorkerContext {

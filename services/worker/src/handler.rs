@@ -17,7 +17,7 @@ pub struct Job {
     pub record: Value,
 }
 
-/// How a failure is handled (DESIGN.md §5 `sluice-error-class`).
+/// How a failure is handled (docs/architecture.md §7 `sluice-error-class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// May succeed later (timeouts, 5xx, connection errors).

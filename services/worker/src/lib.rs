@@ -78,8 +78,10 @@ pub async fn serve(
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
     let metrics = WorkerMetrics::new();
     let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "worker");
+    let producer_config =
+        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30));
     let producer: rdkafka::producer::FutureProducer<_> =
-        sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
+        sluice_core::kafka::with_statistics(producer_config, &config.kafka)
             .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats.clone()))
             .context("creating the retry and dead-letter producer")?;
     let topics = Topics::new(&config.topics);
@@ -114,13 +116,15 @@ pub async fn serve(
             drain_timeout: config.worker.drain_timeout,
             kafka_stats: kafka_stats.clone(),
         };
-        let consumer: StreamConsumer<WorkerContext> = sluice_core::kafka::consumer_config(
+        let consumer_config = sluice_core::kafka::consumer_config(
             &config.kafka,
             &topics.worker_group(&kind),
             config.worker.commit_interval,
-        )
-        .create_with_context(context)
-        .with_context(|| format!("creating the consumer for {kind}"))?;
+        );
+        let consumer: StreamConsumer<WorkerContext> =
+            sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
+                .create_with_context(context)
+                .with_context(|| format!("creating the consumer for {kind}"))?;
         let rt = Arc::new(KindRuntime {
             handler: handlers[&kind].clone(),
             plan: config.retry_plan(&kind),
@@ -130,6 +134,7 @@ pub async fn serve(
             status: status.clone(),
             producer: producer.clone(),
             topics: topics.clone(),
+            topic_wait: config.kafka.topic_wait,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         });

@@ -3,8 +3,8 @@
 //! Jobs finish out of order. The offset stored (and later committed) for a partition is the
 //! lowest offset still unfinished, or one past the highest dispatched offset when nothing is in
 //! flight: after a crash, the group resumes at the first job whose outcome was not yet durable,
-//! so every job is processed at least once (DESIGN.md §8). Offsets use Kafka's commit meaning:
-//! the next offset to consume.
+//! so every job is processed at least once (docs/architecture.md §6). Offsets use Kafka's
+//! commit meaning: the next offset to consume.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -39,6 +39,8 @@ pub struct KindRuntime {
     pub status: StatusStore,
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub topics: Topics,
+    /// `kafka.topic_wait`.
+    pub topic_wait: Duration,
     pub metrics: WorkerMetrics,
     pub shutdown: CancellationToken,
 }
