@@ -5,10 +5,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SLUICE_DEBUG := target/debug/sluice
 SLUICE_RELEASE := target/release/sluice
-# A development-only signing secret for `make run`; production sets SLUICE__WEBHOOK__SECRET.
+# A development-only signing secret for `make run`; production sets SLUICE__KINDS__WEBHOOK__SECRET.
 DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 
-.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,7 +41,7 @@ run: env-up build ## the whole pipeline on this machine: env, topics, api + work
 	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
 	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka and Redis."
 	@echo
-	@SLUICE__WEBHOOK__SECRET=$${SLUICE__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} exec $(SLUICE_DEBUG) all
+	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} exec $(SLUICE_DEBUG) all
 
 test: ## start Kafka and Redis if needed, run every test, stop what this target started
 	@deploy/test.sh
@@ -61,3 +61,6 @@ bench-retry: ## retry timing accuracy: lateness p50/p99 of 1500 retried jobs aga
 
 bench-fanout: ## fan-out deliveries/s vs redis-benchmark ZADD -P 16, one post's fan-out p99, feed read p99
 	@deploy/bench/fanout.sh
+
+bench-consume: ## worker jobs/s vs Kafka's ConsumerPerformance; http handler jobs/s vs wrk on one endpoint
+	@deploy/bench/consume.sh

@@ -17,8 +17,10 @@ trap stop_after EXIT
 # Prometheus config, alert rules (with their unit tests) and the dashboard, checked by promtool.
 deploy/check-monitoring.sh
 deploy/env.sh up
+# The OpenAPI validator and the schema-driven fuzzer the api's tests run.
+deploy/pytools.sh
 # The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.
-cargo build --bin sluice
+cargo build --workspace --bins
 # Dockerfile, docker-compose.yml and Kubernetes manifests: validated by tools (no Docker engine
 # here), every SLUICE__ variable through the project's own config loader.
 deploy/check-deploy.sh

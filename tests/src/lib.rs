@@ -20,12 +20,13 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use sluice_core::{
-    headers, jobs,
+    headers,
     kafka::{self, QuietContext},
     status::{JobStatus, Status, StatusStore},
     topics::Topics,
     Config,
 };
+use sluice_kinds::Registry;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +54,9 @@ impl TestEnv {
         config.topics.prefix = format!("test-{id}.");
         config.topics.partitions = 3;
         config.redis.key_prefix = format!("sluice-test:{id}:");
-        config.webhook.secret = WEBHOOK_SECRET.to_owned();
-        config.webhook.timeout = Duration::from_secs(5);
+        let webhook = config.kinds.entry("webhook".into()).or_default();
+        webhook.insert("secret".into(), WEBHOOK_SECRET.into());
+        webhook.insert("request_timeout".into(), "5s".into());
         config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         config.worker.commit_interval = Duration::from_millis(200);
@@ -69,8 +71,13 @@ impl TestEnv {
         Topics::new(&self.config.topics)
     }
 
+    /// The kind registry of this configuration.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::new(Registry::load(&self.config).expect("the test configuration's kinds load"))
+    }
+
     pub async fn ensure_topics(&self) {
-        let specs = self.topics().all(&self.config);
+        let specs = self.registry().topic_specs(&self.config);
         sluice_core::kafka::ensure_topics(
             &self.config.kafka,
             self.config.topics.replication_factor,
@@ -89,7 +96,7 @@ impl TestEnv {
     pub async fn start_api(&self) -> RunningRole<SocketAddr> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = sluice_api::state(Arc::new(self.config.clone()))
+        let state = sluice_api::state(Arc::new(self.config.clone()), self.registry())
             .await
             .expect("api state");
         let shutdown = CancellationToken::new();
@@ -106,12 +113,8 @@ impl TestEnv {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let kinds = kinds.iter().map(|k| (*k).to_owned()).collect();
-        let handle = tokio::spawn(sluice_worker::serve(
-            Arc::new(self.config.clone()),
-            kinds,
-            listener,
-            shutdown.clone(),
-        ));
+        let worker = sluice_worker::Worker::new(Arc::new(self.config.clone()), self.registry());
+        let handle = tokio::spawn(worker.kinds(kinds).serve(listener, shutdown.clone()));
         RunningRole {
             info: addr,
             shutdown,
@@ -144,8 +147,8 @@ impl TestEnv {
     }
 
     /// The graph's key names for this test's prefix.
-    pub async fn graph(&self) -> sluice_fanout::graph::Graph {
-        sluice_fanout::graph::Graph::new(
+    pub async fn graph(&self) -> sluice_feed::graph::Graph {
+        sluice_feed::graph::Graph::new(
             self.redis().await,
             &self.config.redis.key_prefix,
             &self.config.social,
@@ -195,8 +198,8 @@ impl TestEnv {
                 self.config.redis.key_prefix.clone(),
             ),
             (
-                "SLUICE__WEBHOOK__SECRET".into(),
-                self.config.webhook.secret.clone(),
+                "SLUICE__KINDS__WEBHOOK__SECRET".into(),
+                WEBHOOK_SECRET.into(),
             ),
             (
                 "SLUICE__WORKER__METRICS_LISTEN".into(),
@@ -269,8 +272,11 @@ impl TestEnv {
     ) -> Vec<String> {
         let producer = self.producer();
         let topic = self.topics().jobs(kind);
+        let registry = self.registry();
         let sends = bodies.into_iter().map(|body| {
-            let job = jobs::prepare(kind, body.as_bytes()).expect("a valid job");
+            let job = registry
+                .prepare(kind, body.as_bytes())
+                .expect("a valid job");
             let (producer, topic) = (producer.clone(), topic.clone());
             async move {
                 let record = FutureRecord::to(&topic)

@@ -47,8 +47,8 @@ async fn two_replays_started_together_send_each_dead_letter_once() {
     let total = 3000;
     dead_letters(&env, "noop", 0, total).await;
     let (first, second) = (
-        Dlq::new(&env.config).unwrap(),
-        Dlq::new(&env.config).unwrap(),
+        Dlq::new(&env.config, env.registry()).unwrap(),
+        Dlq::new(&env.config, env.registry()).unwrap(),
     );
     let (a, b) = tokio::join!(
         first.replay("noop", &Selector::All, false, |_, _| {}),
@@ -130,7 +130,7 @@ async fn the_pending_count_reads_only_what_is_new_and_stays_right() {
     assert_eq!((grown.pending, grown.records_read), (base + 20, 20));
 
     // Replay the two `fatal` ones among the new 20 (and only them: pick by offset).
-    let dlq = Dlq::new(&env.config).unwrap();
+    let dlq = Dlq::new(&env.config, env.registry()).unwrap();
     for offset in [base as i64, base as i64 + 10] {
         let position = Position {
             partition: 0,
@@ -182,7 +182,7 @@ async fn a_replay_while_another_holds_the_lease_is_409_over_http() {
     let env = TestEnv::new().await;
     dead_letters(&env, "noop", 0, 20_000).await;
     let api = env.start_api().await;
-    let dlq = Dlq::new(&env.config).unwrap();
+    let dlq = Dlq::new(&env.config, env.registry()).unwrap();
     let slow =
         tokio::spawn(async move { dlq.replay("noop", &Selector::All, false, |_, _| {}).await });
     // The background replay reads 20 000 dead letters while holding the lease.

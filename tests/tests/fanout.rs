@@ -8,7 +8,7 @@ use std::{
 
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use sluice_fanout::events::{FollowAction, FollowChanged, PostCreated};
+use sluice_feed::events::{FollowAction, FollowChanged, PostCreated};
 use sluice_tests::{eventually, get_json, post_json, TestEnv};
 
 /// A small deterministic generator, so a failing scenario can be replayed.

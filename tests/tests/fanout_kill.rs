@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use sluice_fanout::events::{FollowAction, FollowChanged, PostCreated};
+use sluice_feed::events::{FollowAction, FollowChanged, PostCreated};
 use sluice_tests::{eventually, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use rdkafka::Message;
-use sluice_core::{codec::SchemaRegistry, jobs::string_field};
+use sluice_core::{codec::SchemaRegistry, json::string_field};
 use sluice_tests::{env_script, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
-use sluice_core::{headers, jobs, status::Status};
+use sluice_core::{headers, status::Status};
 use sluice_tests::{eventually, receiver::Receiver, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,7 +74,10 @@ async fn undecodable_bytes_and_rejected_webhooks_are_dead_lettered_and_jobs_behi
             .await
             .unwrap();
     }
-    let good = jobs::prepare("noop", br#"{"key":"same"}"#).unwrap();
+    let good = env
+        .registry()
+        .prepare("noop", br#"{"key":"same"}"#)
+        .unwrap();
     producer
         .send(
             FutureRecord::to(&noop_topic)

@@ -38,6 +38,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "application/json")],
+        state.openapi.clone(),
+    )
+}
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

@@ -4,21 +4,24 @@ use std::time::Duration;
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, Path, State},
+    extract::{
+        rejection::{BytesRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::{header::LOCATION, HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Deserialize;
 use serde_json::json;
-use sluice_core::{
-    headers,
-    jobs::{self, JobError},
-};
+use sluice_core::{headers, status::JobStatus};
+use sluice_kinds::JobError;
 
 use crate::{
     error::ApiError,
     produce::{produce, Produced},
     state::AppState,
+    wait,
 };
 
 /// Accepts a job: 202 only once Kafka acknowledged it (acks=all), so a 202 is a promise.
@@ -28,7 +31,7 @@ pub async fn create(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !sluice_core::topics::is_job_kind(&kind) {
+    if state.registry.get(&kind).is_none() {
         return Err(ApiError::NotFound(format!("unknown job kind `{kind}`")));
     }
     let body = body.map_err(|rejection| {
@@ -38,7 +41,7 @@ pub async fn create(
             ApiError::BadRequest(format!("could not read the request body: {rejection}"))
         }
     })?;
-    let job = jobs::prepare(&kind, &body).map_err(|e| match e {
+    let job = state.registry.prepare(&kind, &body).map_err(|e| match e {
         JobError::UnknownKind(_) => ApiError::NotFound(e.to_string()),
         JobError::NotJson(_) | JobError::Field(_) => ApiError::BadRequest(e.to_string()),
     })?;
@@ -88,18 +91,60 @@ pub async fn create(
         .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Wait this long (`10s`, `500ms`, or seconds) for a final status; at most `wait::MAX_WAIT`.
+    wait: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}`, or with `?wait=` the status once final or when the wait is over.
 pub async fn get(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
+    query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = state.status.get(&job_id).await.map_err(|e| {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wait = match query.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => parse_wait(text)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("`wait`: `{text}` is not a duration like `10s`"))
+            })?
+            .min(wait::MAX_WAIT),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Registered before reading, so a final status written in between still wakes us.
+        let woken = (!wait.is_zero()).then(|| state.waiters.register(&job_id));
+        let status = read_status(&state, &job_id).await?;
+        let now = tokio::time::Instant::now();
+        if status.status.is_final() || now >= deadline || state.waiters.is_stopping() {
+            state.waiters.forget_closed(&job_id);
+            return Ok(Json(
+                serde_json::to_value(status).map_err(|_| ApiError::Internal)?,
+            ));
+        }
+        let pause = (deadline - now).min(wait::RECHECK);
+        if let Some(woken) = woken {
+            let _ = tokio::time::timeout(pause, woken).await;
+        }
+        state.waiters.forget_closed(&job_id);
+    }
+}
+
+async fn read_status(state: &AppState, job_id: &str) -> Result<JobStatus, ApiError> {
+    let status = state.status.get(job_id).await.map_err(|e| {
         tracing::warn!(error = %e, "job status lookup failed");
         ApiError::Unavailable("job status is unavailable right now".into())
     })?;
-    match status {
-        Some(status) => Ok(Json(
-            serde_json::to_value(status).map_err(|_| ApiError::Internal)?,
-        )),
-        None => Err(ApiError::NotFound(format!("no job `{job_id}`"))),
+    status.ok_or_else(|| ApiError::NotFound(format!("no job `{job_id}`")))
+}
+
+/// `10s`, `1500ms`, or a bare number of seconds.
+fn parse_wait(text: &str) -> Option<Duration> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text.trim()).ok(),
     }
 }

@@ -6,10 +6,12 @@ mod error;
 mod health;
 mod jobs;
 mod metrics;
+pub mod openapi;
 mod produce;
 mod queue;
 mod social;
 mod state;
+mod wait;
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ use axum::{
 };
 use rdkafka::producer::Producer;
 use sluice_core::{status::StatusStore, topics::Topics, Config};
+use sluice_kinds::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(state.config.api.body_limit_bytes))
         .route_layer(middleware::from_fn_with_state(
@@ -53,7 +57,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Connects to Kafka and Redis and builds the shared state.
-pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
+pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Result<AppState> {
     let metrics = ApiMetrics::new();
     let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "api");
     let producer_config =
@@ -64,21 +68,25 @@ pub async fn state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let status = StatusStore::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
-    let dlq = sluice_dlq::Dlq::new(&config).context("creating the dead-letter client")?;
-    let graph = sluice_fanout::graph::Graph::new(
+    let dlq = sluice_dlq::Dlq::new(&config, registry.clone())
+        .context("creating the dead-letter client")?;
+    let graph = sluice_feed::graph::Graph::new(
         status.connection(),
         &config.redis.key_prefix,
         &config.social,
     );
-    let stats =
-        sluice_stats::StatsReader::new(&config).context("creating the queue-health reader")?;
+    let stats = sluice_stats::StatsReader::new(&config, registry.clone())
+        .context("creating the queue-health reader")?;
     let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
     Ok(AppState::new(state::Shared {
         stats: Arc::new(stats),
         queue_metrics,
+        waiters: wait::JobWaiters::default(),
+        openapi: openapi::document(&registry).to_string(),
         graph,
         dlq,
         topics: Topics::new(&config.topics),
+        registry,
         producer,
         status,
         metrics,
@@ -100,12 +108,18 @@ pub async fn serve(
         state.config.api.queue_stats_interval,
         shutdown.clone(),
     ));
+    let waiters = tokio::spawn(state.waiters.clone().listen(
+        state.config.redis.clone(),
+        state.status.final_channel(),
+        shutdown.clone(),
+    ));
     tracing::info!(%addr, "api listening");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving HTTP")?;
     exporter.abort();
+    let _ = waiters.await;
     // In-flight requests have completed; anything librdkafka still holds gets a chance to go out.
     tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(10)))
         .await?
@@ -115,10 +129,14 @@ pub async fn serve(
 }
 
 /// Binds `api.listen` and serves until `shutdown`.
-pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding the api to {}", config.api.listen))?;
-    let state = state(config).await?;
+    let state = state(config, registry).await?;
     serve(listener, state, shutdown).await
 }

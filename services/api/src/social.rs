@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::headers;
-use sluice_fanout::events::{FollowAction, FollowChanged, PostCreated};
+use sluice_feed::events::{FollowAction, FollowChanged, PostCreated};
 
 use crate::{
     error::ApiError,
@@ -134,7 +134,7 @@ pub async fn feed(
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    sluice_fanout::events::check_user_id("user_id", &user_id)
+    sluice_feed::events::check_user_id("user_id", &user_id)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = match query.limit.as_deref() {
         None => 50,
@@ -147,7 +147,7 @@ pub async fn feed(
             })?,
     };
     let started = Instant::now();
-    let read = sluice_fanout::feed::read_feed(&state.graph, &user_id, limit)
+    let read = sluice_feed::read::read_feed(&state.graph, &user_id, limit)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "feed read failed");

@@ -16,14 +16,19 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub config: Arc<Config>,
+    pub registry: Arc<sluice_kinds::Registry>,
     pub topics: Topics,
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub status: StatusStore,
     pub metrics: ApiMetrics,
     pub dlq: Dlq,
-    pub graph: sluice_fanout::graph::Graph,
+    pub graph: sluice_feed::graph::Graph,
     pub stats: Arc<sluice_stats::StatsReader>,
     pub queue_metrics: crate::queue::QueueMetrics,
+    /// Requests waiting for a job's final status.
+    pub waiters: crate::wait::JobWaiters,
+    /// `GET /openapi.json`, rendered once at start.
+    pub openapi: String,
 }
 
 impl AppState {

@@ -64,6 +64,13 @@ pub enum SchemaError {
         type_name: String,
         source: apache_avro::Error,
     },
+    #[error("schema file {}: {problem}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("schema {path}: {problem}")]
+    Incompatible { path: String, problem: String },
 }
 
 /// Why bytes on a topic are not a record sluice can read. Never retryable.
@@ -106,7 +113,7 @@ impl SchemaRegistry {
     pub fn embedded() -> &'static SchemaRegistry {
         static REGISTRY: OnceLock<SchemaRegistry> = OnceLock::new();
         REGISTRY.get_or_init(|| {
-            SchemaRegistry::from_sources(embedded::EMBEDDED.iter().copied())
+            SchemaRegistry::from_sources(embedded_sources())
                 .expect("schemas/ was checked when this binary was built and tested")
         })
     }
@@ -210,6 +217,11 @@ impl SchemaRegistry {
             writer: writer.clone(),
         })
     }
+}
+
+/// `(type name, version, schema JSON)` of every schema built into the binary.
+pub(crate) fn embedded_sources() -> impl Iterator<Item = (&'static str, u32, &'static str)> {
+    embedded::EMBEDDED.iter().copied()
 }
 
 /// Encodes `value` with one specific schema version (tests use this to write old versions).

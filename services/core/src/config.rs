@@ -3,11 +3,20 @@
 //! (e.g. `SLUICE__API__LISTEN=0.0.0.0:8080`). Unknown keys are errors, so a typo fails at start
 //! with the key's name instead of being silently ignored.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::retry::{KindConfig, RetryConfig, RetryPlan};
+use crate::retry::RetryConfig;
+
+/// One `[kinds.<kind>]` table as written: `handler`, `concurrency`, retry keys and the handler's
+/// own settings. The kind registry splits and checks it (unknown keys are errors there).
+pub type KindTable = BTreeMap<String, serde_json::Value>;
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -17,13 +26,24 @@ pub struct Config {
     pub topics: TopicsConfig,
     pub api: ApiConfig,
     pub worker: WorkerConfig,
-    pub webhook: WebhookConfig,
     pub social: SocialConfig,
     /// The retry policy of every kind (see `retry`).
     pub retry: RetryConfig,
-    /// Per-kind overrides of `[retry]`, e.g. `[kinds.webhook] max_attempts = 8`.
-    pub kinds: BTreeMap<String, KindConfig>,
+    /// Job kinds: settings of the built-in ones (`[kinds.webhook] secret = "whsec_…"`), and the
+    /// kinds users define (`[kinds.resize] handler = "http"`, with a schema in `schemas.dir`).
+    /// Any retry key (`max_attempts`, `tiers`, …) overrides `[retry]` for that kind.
+    pub kinds: BTreeMap<String, KindTable>,
+    pub schemas: SchemasConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemasConfig {
+    /// A folder of `<kind>/v<N>.avsc` loaded at start on top of the built-in schemas: the
+    /// schemas of kinds defined in `[kinds]`. Default: `schemas/` next to the configuration
+    /// file when there is one, else none.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,7 +157,9 @@ impl Default for ApiConfig {
 pub struct WorkerConfig {
     /// Kinds this worker consumes when `--kinds` is not given. Default: every job kind.
     pub kinds: Vec<String>,
-    /// Jobs in flight per process, across its kinds. Default 32.
+    /// Jobs in flight per kind per worker process, unless `[kinds.<kind>] concurrency` says
+    /// otherwise. Each kind has its own slots, so one whose jobs hang never blocks another.
+    /// Default 32.
     pub concurrency: usize,
     /// Where the worker serves `/metrics`, `/healthz`. Default `127.0.0.1:9101`.
     pub metrics_listen: SocketAddr,
@@ -163,26 +185,6 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             commit_interval: Duration::from_secs(1),
             max_held_retries: 1000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Standard Webhooks signing secret, `whsec_` + base64. Required by workers of kind `webhook`.
-    /// Default empty (no secret is ever committed).
-    pub secret: String,
-    /// Per-request timeout of outgoing deliveries. Default 10 s (docs/architecture.md §2).
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            secret: String::new(),
-            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -282,7 +284,11 @@ impl Config {
                 .with_list_parse_key("retry.tiers")
                 .try_parsing(true),
         );
-        let config: Config = builder.build()?.try_deserialize()?;
+        let mut config: Config = builder.build()?.try_deserialize()?;
+        if config.schemas.dir.is_none() {
+            let beside = file.and_then(Path::parent).map(|dir| dir.join("schemas"));
+            config.schemas.dir = beside.filter(|dir| dir.is_dir());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -322,9 +328,6 @@ impl Config {
         if self.api.body_limit_bytes == 0 {
             return invalid("api.body_limit_bytes", "must be at least 1");
         }
-        if !self.webhook.secret.is_empty() && !self.webhook.secret.starts_with("whsec_") {
-            return invalid("webhook.secret", "must start with `whsec_`");
-        }
         if self.social.feed_cap == 0
             || self.social.author_posts_cap == 0
             || self.social.batch_size == 0
@@ -337,29 +340,21 @@ impl Config {
         if self.social.celebrity_threshold == 0 {
             return invalid("social.celebrity_threshold", "must be at least 1");
         }
-        if let Some(kind) = self.kinds.keys().find(|k| !crate::topics::is_job_kind(k)) {
-            return invalid("kinds", &format!("`{kind}` is not a job kind"));
-        }
-        let factors =
-            std::iter::once(Some(self.retry.factor)).chain(self.kinds.values().map(|k| k.factor));
-        if factors.flatten().any(|f| !(1.0..=100.0).contains(&f)) {
+        if !(1.0..=100.0).contains(&self.retry.factor) {
             return invalid("retry.factor", "must be between 1 and 100");
         }
-        for kind in crate::topics::job_kinds() {
-            let plan = self.retry_plan(&kind);
-            if plan.tiers.iter().any(|d| d.as_millis() == 0) {
-                return invalid("retry.tiers", "delays must be at least 1 ms");
-            }
-            if plan.timeout.is_zero() {
-                return invalid("retry.timeout", "must be more than 0");
-            }
+        let plan = crate::retry::RetryPlan::resolve(&self.retry, &Default::default());
+        if let Some((key, problem)) = plan.problem() {
+            return Err(ConfigError::Invalid {
+                key: if key == "tiers" {
+                    "retry.tiers"
+                } else {
+                    "retry.timeout"
+                },
+                problem: problem.to_owned(),
+            });
         }
         Ok(())
-    }
-
-    /// The expanded retry policy of a kind.
-    pub fn retry_plan(&self, kind: &str) -> RetryPlan {
-        RetryPlan::for_kind(&self.retry, &self.kinds, kind)
     }
 }
 
@@ -374,7 +369,6 @@ mod tests {
         assert_eq!(config.worker.concurrency, 32);
         assert_eq!(config.api.body_limit_bytes, 1 << 20);
         assert_eq!(config.api.publish_timeout, Duration::from_secs(5));
-        assert_eq!(config.webhook.timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -383,28 +377,16 @@ mod tests {
         assert!(unknown.to_string().contains("listen_addr"), "{unknown}");
         let bad = Config::from_toml("[topics]\npartitions = 0").unwrap_err();
         assert!(bad.to_string().contains("topics.partitions"), "{bad}");
-        let secret = Config::from_toml("[webhook]\nsecret = \"abc\"").unwrap_err();
-        assert!(secret.to_string().contains("webhook.secret"), "{secret}");
     }
 
     #[test]
-    fn per_kind_retry_overrides_parse() {
+    fn kind_tables_are_kept_for_the_registry() {
         let config = Config::from_toml(
-            "[retry]\nmax_attempts = 3\n[kinds.webhook]\ntiers = [\"1s\", \"1m\"]\njitter = false",
+            "[kinds.webhook]\nmax_attempts = 8\nsecret = \"whsec_x\"\n[kinds.resize]\nhandler = \"http\"",
         )
         .unwrap();
-        let plan = config.retry_plan("webhook");
-        assert_eq!(
-            plan.tiers,
-            vec![Duration::from_secs(1), Duration::from_secs(60)]
-        );
-        assert!(!plan.jitter);
-        assert_eq!(config.retry_plan("noop").tiers.len(), 2);
-        let unknown = Config::from_toml("[kinds.email]\nmax_attempts = 3").unwrap_err();
-        assert!(
-            unknown.to_string().contains("`email` is not a job kind"),
-            "{unknown}"
-        );
+        assert_eq!(config.kinds["webhook"]["max_attempts"], 8);
+        assert_eq!(config.kinds["resize"]["handler"], "http");
     }
 
     #[test]
@@ -423,8 +405,11 @@ mod tests {
         }
         let config = config.unwrap();
         assert_eq!(
-            config.retry_plan("noop").tiers,
-            vec![Duration::from_secs(1), Duration::from_secs(5)]
+            config.retry.tiers,
+            vec![
+                crate::retry::Delay(Duration::from_secs(1)),
+                crate::retry::Delay(Duration::from_secs(5))
+            ]
         );
         assert!(!config.retry.jitter);
         assert_eq!(config.worker.concurrency, 7);

@@ -38,9 +38,81 @@ pub fn json_to_avro(schema: &Schema, json: &Json) -> Result<Value, FieldError> {
     convert(schema, json, "")
 }
 
+/// A decoded record as plain JSON, for consumers in any language: unions as their value (not
+/// tagged), enums as their symbol, bytes and fixed as base64, timestamps and dates as numbers,
+/// decimals as base64 of their unscaled bytes, non-finite floats as null.
+pub fn record_to_json(value: &Value) -> Json {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(*b),
+        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Json::from(*n),
+        Value::Long(n)
+        | Value::TimeMicros(n)
+        | Value::TimestampMillis(n)
+        | Value::TimestampMicros(n)
+        | Value::TimestampNanos(n)
+        | Value::LocalTimestampMillis(n)
+        | Value::LocalTimestampMicros(n)
+        | Value::LocalTimestampNanos(n) => Json::from(*n),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
+        }
+        Value::Double(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Bytes(b) | Value::Fixed(_, b) => Json::String(STANDARD.encode(b)),
+        Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
+        Value::Union(_, inner) => record_to_json(inner),
+        Value::Array(items) => Json::Array(items.iter().map(record_to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), record_to_json(v)))
+                .collect(),
+        ),
+        Value::Record(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), record_to_json(v)))
+                .collect(),
+        ),
+        Value::Uuid(u) => Json::String(u.to_string()),
+        // The unscaled two's-complement bytes, as the Avro binary form holds them: the scale is
+        // in the schema, which the consumer has.
+        Value::Decimal(d) => Vec::<u8>::try_from(d.clone())
+            .map_or(Json::Null, |bytes| Json::String(STANDARD.encode(bytes))),
+        Value::BigDecimal(d) => Json::String(d.to_string()),
+        Value::Duration(d) => Json::String(format!("{d:?}")),
+    }
+}
+
 /// Renders a decoded Avro value as JSON (for `GET` responses and `dlq show`).
 pub fn avro_to_json(value: Value) -> Json {
     Json::try_from(value).unwrap_or_else(|e| Json::String(format!("<unrepresentable: {e}>")))
+}
+
+/// The field `name` of a record value.
+pub fn field<'v>(record: &'v Value, name: &str) -> Option<&'v Value> {
+    match record {
+        Value::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// The string field `name` of a record value.
+pub fn string_field<'v>(record: &'v Value, name: &str) -> Option<&'v str> {
+    match field(record, name)? {
+        Value::String(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// The integer field `name` of a record value.
+pub fn long_field(record: &Value, name: &str) -> Option<i64> {
+    match field(record, name)? {
+        Value::Long(n) => Some(*n),
+        Value::Int(n) => Some(i64::from(*n)),
+        _ => None,
+    }
 }
 
 fn kind_of(json: &Json) -> &'static str {
@@ -94,6 +166,18 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
             .as_str()
             .map(|s| Value::String(s.to_owned()))
             .ok_or_else(|| expected(path, "a string", json)),
+        // Bytes travel over JSON as base64, the way `record_to_json` writes them.
+        Schema::Bytes => base64_bytes(json, path).map(Value::Bytes),
+        Schema::Fixed(f) => {
+            let bytes = base64_bytes(json, path)?;
+            if bytes.len() != f.size {
+                return Err(FieldError::new(
+                    path,
+                    format!("expected {} bytes (base64), got {}", f.size, bytes.len()),
+                ));
+            }
+            Ok(Value::Fixed(f.size, bytes))
+        }
         Schema::Enum(e) => {
             let symbol = json
                 .as_str()
@@ -169,6 +253,16 @@ fn integer(json: &Json, path: &str, min: i64, max: i64) -> Result<i64, FieldErro
 }
 
 /// JSON carries no type tag, so a union value takes the first branch it fits (null for JSON null).
+fn base64_bytes(json: &Json, path: &str) -> Result<Vec<u8>, FieldError> {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let text = json
+        .as_str()
+        .ok_or_else(|| expected(path, "a base64 string", json))?;
+    STANDARD
+        .decode(text)
+        .map_err(|_| FieldError::new(path, "expected base64"))
+}
+
 fn union(u: &UnionSchema, json: &Json, path: &str) -> Result<Value, FieldError> {
     let mut last_error = None;
     for (i, branch) in u.variants().iter().enumerate() {

@@ -4,14 +4,15 @@
 pub mod codec;
 pub mod config;
 pub mod headers;
-pub mod jobs;
 pub mod json;
 pub mod kafka;
 pub mod kafka_stats;
 pub mod metrics;
 pub mod retry;
+pub mod schema_dir;
 pub mod shutdown;
 pub mod status;
+pub mod status_writer;
 pub mod telemetry;
 pub mod topics;
 

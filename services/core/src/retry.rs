@@ -5,7 +5,7 @@
 //! `jobs.<kind>.retry.<delay>`; attempts past the last tier reuse the last tier. `[retry]` is the
 //! default for every kind and `[kinds.<kind>]` overrides any of its fields.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +52,11 @@ impl Default for RetryConfig {
     }
 }
 
-/// Per-kind overrides of `[retry]`; every field is optional.
+/// Per-kind overrides of `[retry]` (the retry keys of a `[kinds.<kind>]` table); every field is
+/// optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct KindConfig {
+pub struct RetryOverrides {
     pub tiers: Option<Vec<Delay>>,
     #[serde(with = "humantime_serde")]
     pub base: Option<Duration>,
@@ -79,8 +80,20 @@ pub struct RetryPlan {
 }
 
 impl RetryPlan {
-    pub fn for_kind(retry: &RetryConfig, kinds: &BTreeMap<String, KindConfig>, kind: &str) -> Self {
-        let o = kinds.get(kind).cloned().unwrap_or_default();
+    /// The keys of a `[kinds.<kind>]` table that are retry settings.
+    pub const KEYS: &'static [&'static str] = &[
+        "tiers",
+        "base",
+        "factor",
+        "max",
+        "jitter",
+        "max_attempts",
+        "timeout",
+    ];
+
+    /// `[retry]` with a kind's overrides applied.
+    pub fn resolve(retry: &RetryConfig, overrides: &RetryOverrides) -> Self {
+        let o = overrides.clone();
         let max_attempts = o.max_attempts.unwrap_or(retry.max_attempts).max(1);
         let explicit = o.tiers.unwrap_or_else(|| retry.tiers.clone());
         let retries = (max_attempts - 1) as usize;
@@ -107,6 +120,17 @@ impl RetryPlan {
             jitter: o.jitter.unwrap_or(retry.jitter),
             timeout: o.timeout.unwrap_or(retry.timeout),
         }
+    }
+
+    /// Why the plan cannot run, naming the key.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.tiers.iter().any(|d| d.as_millis() == 0) {
+            return Some(("tiers", "delays must be at least 1 ms"));
+        }
+        if self.timeout.is_zero() {
+            return Some(("timeout", "must be more than 0"));
+        }
+        None
     }
 
     /// The tier a job goes to after failing attempt `attempt` (1-based), or `None` when that was
@@ -156,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_default_policy_is_2_4_8_16_seconds_for_five_attempts() {
-        let plan = RetryPlan::for_kind(&RetryConfig::default(), &BTreeMap::new(), "webhook");
+        let plan = RetryPlan::resolve(&RetryConfig::default(), &RetryOverrides::default());
         assert_eq!(plan.tiers, secs(&[2, 4, 8, 16]));
         assert_eq!(plan.max_attempts, 5);
         assert_eq!(plan.tier_after(1), Some(Duration::from_secs(2)));
@@ -172,37 +196,31 @@ mod tests {
             max_attempts: 6,
             ..RetryConfig::default()
         };
-        let plan = RetryPlan::for_kind(&retry, &BTreeMap::new(), "noop");
+        let plan = RetryPlan::resolve(&retry, &RetryOverrides::default());
         assert_eq!(plan.tiers, secs(&[100, 300, 600]));
         assert_eq!(plan.tier_after(5), Some(Duration::from_secs(600)));
     }
 
     #[test]
     fn kind_overrides_win_and_explicit_tiers_are_taken_as_given() {
-        let mut kinds = BTreeMap::new();
-        kinds.insert(
-            "webhook".to_owned(),
-            KindConfig {
-                tiers: Some(vec![
-                    Delay(Duration::from_secs(1)),
-                    Delay(Duration::from_secs(30)),
-                ]),
-                max_attempts: Some(4),
-                jitter: Some(false),
-                ..KindConfig::default()
-            },
-        );
-        let plan = RetryPlan::for_kind(&RetryConfig::default(), &kinds, "webhook");
+        let overrides = RetryOverrides {
+            tiers: Some(vec![
+                Delay(Duration::from_secs(1)),
+                Delay(Duration::from_secs(30)),
+            ]),
+            max_attempts: Some(4),
+            jitter: Some(false),
+            ..RetryOverrides::default()
+        };
+        let plan = RetryPlan::resolve(&RetryConfig::default(), &overrides);
         assert_eq!(plan.tiers, secs(&[1, 30]));
         assert_eq!(plan.tier_after(3), Some(Duration::from_secs(30)));
         assert_eq!(plan.due_at(1_000, Duration::from_secs(30), 0.99), 31_000);
-        let other = RetryPlan::for_kind(&RetryConfig::default(), &kinds, "noop");
-        assert_eq!(other.tiers, secs(&[2, 4, 8, 16]));
     }
 
     #[test]
     fn jitter_keeps_at_least_half_the_delay_and_never_more() {
-        let plan = RetryPlan::for_kind(&RetryConfig::default(), &BTreeMap::new(), "noop");
+        let plan = RetryPlan::resolve(&RetryConfig::default(), &RetryOverrides::default());
         let delay = Duration::from_secs(8);
         assert_eq!(plan.due_at(0, delay, 0.0), 4_000);
         assert!(plan.due_at(0, delay, 0.999_999) <= 8_000);
@@ -214,7 +232,7 @@ mod tests {
             max_attempts: 1,
             ..RetryConfig::default()
         };
-        let plan = RetryPlan::for_kind(&retry, &BTreeMap::new(), "noop");
+        let plan = RetryPlan::resolve(&retry, &RetryOverrides::default());
         assert!(plan.tiers.is_empty());
         assert_eq!(plan.tier_after(1), None);
     }

@@ -19,6 +19,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// Nothing more will happen to the job (unless a person replays its dead letter).
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::DeadLettered)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
@@ -50,8 +55,23 @@ pub struct JobStatus {
     pub status: Status,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// What the handler returned (a small JSON document), once the job succeeded.
+    pub result: Option<serde_json::Value>,
     /// Milliseconds since the Unix epoch.
     pub updated_at: i64,
+}
+
+/// One change of one job's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub job_id: String,
+    pub kind: String,
+    pub status: Status,
+    pub attempts: u32,
+    /// Kept as `last_error`.
+    pub error: Option<String>,
+    /// The handler's result, once succeeded.
+    pub result: Option<serde_json::Value>,
 }
 
 /// A self-healing Redis connection with bounded waits: commands and connection attempts time out
@@ -92,6 +112,12 @@ impl StatusStore {
         format!("{}job:{job_id}", self.key_prefix)
     }
 
+    /// The pub/sub channel a job's id is published on when it reaches a final status, so
+    /// `GET /v1/jobs/{id}?wait=` answers at once instead of polling.
+    pub fn final_channel(&self) -> String {
+        format!("{}job-final", self.key_prefix)
+    }
+
     /// Records a job as queued unless a worker already recorded progress: the API writes this
     /// after Kafka's acknowledgement, which can come after a fast worker has started the job.
     pub async fn mark_queued(&self, job_id: &str, kind: &str) -> redis::RedisResult<()> {
@@ -110,33 +136,36 @@ impl StatusStore {
             .await
     }
 
-    /// Records a worker's progress on a job; `error` is kept as `last_error` when given.
-    pub async fn record(
-        &self,
-        job_id: &str,
-        kind: &str,
-        status: Status,
-        attempts: u32,
-        error: Option<&str>,
-    ) -> redis::RedisResult<()> {
-        let key = self.key(job_id);
+    /// Records a worker's progress on a job; `error` is kept as `last_error` and `result` as
+    /// the job's result when given. One round trip; a worker batches many of these with
+    /// `StatusWriter` instead.
+    pub async fn record(&self, update: &StatusUpdate) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("kind", kind.to_owned()),
-                    ("status", status.as_str().to_owned()),
-                    ("attempts", attempts.to_string()),
-                    ("updated_at", now_millis().to_string()),
-                ],
-            )
-            .ignore();
-        if let Some(error) = error {
-            pipe.hset(&key, "last_error", error).ignore();
-        }
-        pipe.pexpire(&key, self.ttl.as_millis() as i64).ignore();
+        self.add_to(&mut pipe, update);
         pipe.query_async::<()>(&mut self.redis.clone()).await
+    }
+
+    /// Adds the commands of one update to `pipe`: one HSET (atomic by itself), the expiry, and
+    /// for a final status the notification `GET /v1/jobs/{id}?wait=` listens for.
+    pub fn add_to(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {
+        let key = self.key(&update.job_id);
+        let mut fields = vec![
+            ("kind", update.kind.clone()),
+            ("status", update.status.as_str().to_owned()),
+            ("attempts", update.attempts.to_string()),
+            ("updated_at", now_millis().to_string()),
+        ];
+        if let Some(error) = &update.error {
+            fields.push(("last_error", error.clone()));
+        }
+        if let Some(result) = &update.result {
+            fields.push(("result", result.to_string()));
+        }
+        pipe.hset_multiple(&key, &fields).ignore();
+        pipe.pexpire(&key, self.ttl.as_millis() as i64).ignore();
+        if update.status.is_final() {
+            pipe.publish(self.final_channel(), &update.job_id).ignore();
+        }
     }
 
     pub async fn get(&self, job_id: &str) -> redis::RedisResult<Option<JobStatus>> {
@@ -154,6 +183,9 @@ impl StatusStore {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0),
             last_error: fields.get("last_error").cloned(),
+            result: fields
+                .get("result")
+                .and_then(|r| serde_json::from_str(r).ok()),
             updated_at: fields
                 .get("updated_at")
                 .and_then(|a| a.parse().ok())

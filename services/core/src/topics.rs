@@ -2,21 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{codec::SchemaRegistry, config::TopicsConfig, retry::tier_name, Config};
-
-/// Job kinds are the schema types with lower-case names (`webhook`, `noop`); capitalised types
-/// (`PostCreated`) are events, not jobs.
-pub fn job_kinds() -> Vec<String> {
-    SchemaRegistry::embedded()
-        .type_names()
-        .filter(|name| name.starts_with(|c: char| c.is_ascii_lowercase()))
-        .map(str::to_owned)
-        .collect()
-}
-
-pub fn is_job_kind(kind: &str) -> bool {
-    job_kinds().iter().any(|k| k == kind)
-}
+use crate::{config::TopicsConfig, retry::tier_name};
 
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -63,31 +49,28 @@ impl Topics {
         format!("{}sluice.worker.{kind}", self.prefix)
     }
 
-    /// Every topic the configuration needs, for `sluice topics ensure`.
-    pub fn all(&self, config: &Config) -> Vec<TopicSpec> {
-        let partitions = config.topics.partitions;
-        let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
-            name,
-            partitions,
-            compacted,
-        };
-        let mut topics = Vec::new();
-        for kind in job_kinds() {
-            topics.push(spec(self.jobs(&kind), partitions, false));
-            for delay in config.retry_plan(&kind).tiers {
-                topics.push(spec(self.retry(&kind, delay), partitions, false));
-            }
-            // One partition: a dead letter's offset is its id for `sluice dlq show/replay`, and
-            // dead letters are too few to need more.
-            topics.push(spec(self.dead_letters(&kind), 1, false));
-            topics.push(spec(self.dead_letter_state(&kind), 1, true));
+    /// The topics of one job kind: its main topic, one per retry tier, the DLQ and its state.
+    pub fn kind_topics(&self, kind: &str, tiers: &[Duration], partitions: i32) -> Vec<TopicSpec> {
+        let mut topics = vec![TopicSpec::new(self.jobs(kind), partitions, false)];
+        for delay in tiers {
+            topics.push(TopicSpec::new(self.retry(kind, *delay), partitions, false));
         }
-        // Co-partitioned (docs/architecture.md §3): the same count for both social topics.
-        topics.push(spec(self.posts(), partitions, false));
-        topics.push(spec(self.follows(), partitions, false));
-        topics.push(spec(format!("{}.dlq", self.posts()), 1, false));
-        topics.push(spec(format!("{}.dlq", self.follows()), 1, false));
+        // One partition: a dead letter's offset is its id for `sluice dlq show/replay`, and
+        // dead letters are too few to need more.
+        topics.push(TopicSpec::new(self.dead_letters(kind), 1, false));
+        topics.push(TopicSpec::new(self.dead_letter_state(kind), 1, true));
         topics
+    }
+
+    /// The social topics and their dead-letter topics.
+    pub fn social_topics(&self, partitions: i32) -> Vec<TopicSpec> {
+        // Co-partitioned (docs/architecture.md §3): the same count for both social topics.
+        vec![
+            TopicSpec::new(self.posts(), partitions, false),
+            TopicSpec::new(self.follows(), partitions, false),
+            TopicSpec::new(format!("{}.dlq", self.posts()), 1, false),
+            TopicSpec::new(format!("{}.dlq", self.follows()), 1, false),
+        ]
     }
 }
 
@@ -98,4 +81,14 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Log compaction: only the newest record per key is kept.
     pub compacted: bool,
+}
+
+impl TopicSpec {
+    pub fn new(name: String, partitions: i32, compacted: bool) -> Self {
+        Self {
+            name,
+            partitions,
+            compacted,
+        }
+    }
 }

@@ -16,7 +16,10 @@ mod replay;
 
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
+use std::sync::Arc;
+
 use sluice_core::{kafka::QuietContext, topics::Topics, Config};
+use sluice_kinds::Registry;
 
 pub use pending::{PendingCount, PendingCounter};
 pub use replay::{ReplayReport, Selector};
@@ -134,24 +137,26 @@ impl Filter {
 /// Dead-letter operations for one configuration.
 pub struct Dlq {
     config: Config,
+    registry: Arc<Registry>,
     topics: Topics,
     producer: FutureProducer<QuietContext>,
 }
 
 impl Dlq {
-    pub fn new(config: &Config) -> Result<Self, DlqError> {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Self, DlqError> {
         let producer =
             sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30))
                 .create_with_context(QuietContext)?;
         Ok(Self {
             config: config.clone(),
+            registry,
             topics: Topics::new(&config.topics),
             producer,
         })
     }
 
-    fn check_kind(kind: &str) -> Result<(), DlqError> {
-        if sluice_core::topics::is_job_kind(kind) {
+    fn check_kind(&self, kind: &str) -> Result<(), DlqError> {
+        if self.registry.get(kind).is_some() {
             Ok(())
         } else {
             Err(DlqError::UnknownKind(kind.to_owned()))
@@ -160,7 +165,7 @@ impl Dlq {
 
     /// Dead letters of `kind`, oldest first, as `filter` selects them.
     pub async fn list(&self, kind: &str, filter: &Filter) -> Result<Vec<DeadLetter>, DlqError> {
-        Self::check_kind(kind)?;
+        self.check_kind(kind)?;
         let mut all = self.read(kind).await?;
         all.retain(|d| filter.matches(d));
         if let Some(limit) = filter.limit {
@@ -171,7 +176,7 @@ impl Dlq {
 
     /// One dead letter, whatever its state.
     pub async fn show(&self, kind: &str, position: Position) -> Result<DeadLetter, DlqError> {
-        Self::check_kind(kind)?;
+        self.check_kind(kind)?;
         self.read(kind)
             .await?
             .into_iter()

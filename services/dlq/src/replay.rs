@@ -66,7 +66,7 @@ impl Dlq {
         dry_run: bool,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<ReplayReport, DlqError> {
-        Self::check_kind(kind)?;
+        self.check_kind(kind)?;
         if dry_run {
             let selected = self.pending_matching(kind, selector).await?;
             return Ok(ReplayReport {
@@ -150,7 +150,7 @@ impl Dlq {
     /// Marks pending dead letters dead before `before_ms` (all, when `None`) as handled without
     /// replaying them. Returns how many.
     pub async fn purge(&self, kind: &str, before_ms: Option<i64>) -> Result<usize, DlqError> {
-        Self::check_kind(kind)?;
+        self.check_kind(kind)?;
         let mut lease = Lease::acquire(&self.config.redis, kind).await?;
         let result = self.purge_leased(kind, before_ms, &mut lease).await;
         lease.release().await;

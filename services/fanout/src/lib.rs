@@ -1,13 +1,6 @@
-//! The fan-out stream processor (role `fanout`) and the hybrid feed read the api serves.
-//!
-//! Users post, follow and unfollow; each reads a home feed of the newest posts of everyone they
-//! follow. Posts of authors under the celebrity threshold are pushed into every follower's feed on
-//! write; posts of authors at or over it are kept only in the author's recent-posts list and
-//! merged in on read.
+//! The fan-out stream processor (role `fanout`): applies the social events of `sluice_feed` to
+//! the follower graph and the feeds in Redis.
 
-pub mod events;
-pub mod feed;
-pub mod graph;
 mod metrics;
 mod processor;
 
@@ -21,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use metrics::FanoutMetrics;
 use processor::{FanoutContext, Processor};
+use sluice_feed::graph;
 
 /// Connects to Redis for the graph.
 pub async fn connect_graph(config: &Config) -> anyhow::Result<graph::Graph> {

@@ -27,11 +27,12 @@ use sluice_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{
+use sluice_feed::{
     events::{FollowAction, FollowChanged, PostCreated},
     graph::Graph,
-    metrics::FanoutMetrics,
 };
+
+use crate::metrics::FanoutMetrics;
 
 /// Commits synchronously when partitions are revoked: records are applied one at a time, so
 /// at that moment everything stored is done.

@@ -4,13 +4,20 @@ use std::{io::IsTerminal, process::ExitCode, time::UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_core::{codec::SchemaRegistry, json::avro_to_json, Config};
+use std::sync::Arc;
+
+use sluice_core::{json::avro_to_json, Config};
 use sluice_dlq::{DeadLetter, Dlq, Filter, Selector};
+use sluice_kinds::Registry;
 
 use crate::cli::DlqCommand;
 
-pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let dlq = Dlq::new(config).context("connecting to Kafka")?;
+pub async fn run(
+    config: &Config,
+    registry: Arc<Registry>,
+    command: DlqCommand,
+) -> anyhow::Result<ExitCode> {
+    let dlq = Dlq::new(config, registry.clone()).context("connecting to Kafka")?;
     match command {
         DlqCommand::List {
             kind,
@@ -27,7 +34,9 @@ pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<ExitCod
             };
             print_table(&dlq.list(&kind, &filter).await?, all);
         }
-        DlqCommand::Show { kind, offset } => print_one(&kind, &dlq.show(&kind, offset).await?),
+        DlqCommand::Show { kind, offset } => {
+            print_one(&registry, &kind, &dlq.show(&kind, offset).await?)
+        }
         DlqCommand::Replay {
             kind,
             offset,
@@ -104,7 +113,7 @@ fn print_table(letters: &[DeadLetter], with_state: bool) {
     println!("{} dead letter(s)", letters.len());
 }
 
-fn print_one(kind: &str, d: &DeadLetter) {
+fn print_one(registry: &Registry, kind: &str, d: &DeadLetter) {
     println!("offset:    {}", d.position);
     println!("job id:    {}", d.job_id);
     println!("state:     {:?}", d.state);
@@ -124,7 +133,7 @@ fn print_one(kind: &str, d: &DeadLetter) {
             .unwrap_or_default();
         println!("  {key}: {value}");
     }
-    match SchemaRegistry::embedded().decode(kind, &d.payload) {
+    match registry.decode(kind, &d.payload) {
         Ok(decoded) => {
             let json = avro_to_json(decoded.value);
             println!("payload (v{}):", decoded.writer.version);

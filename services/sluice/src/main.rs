@@ -11,6 +11,7 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use sluice_core::Config;
+use sluice_kinds::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, TopicsCommand};
@@ -32,16 +33,17 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Arc::new(Config::load(cli.config.as_deref()).context("loading configuration")?);
+    let registry = Arc::new(Registry::load(&config).context("loading job kinds")?);
     sluice_core::telemetry::init(&config.log);
     let shutdown = CancellationToken::new();
     match cli.command {
         Command::Api => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
-            sluice_api::run(config, shutdown).await?;
+            sluice_api::run(config, registry, shutdown).await?;
         }
         Command::Worker { kinds } => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
-            sluice_worker::run(config, kinds, shutdown).await?;
+            sluice_worker::run(config, registry, kinds, shutdown).await?;
         }
         Command::Fanout => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
@@ -49,9 +51,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::All => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
-            let api = tokio::spawn(sluice_api::run(config.clone(), shutdown.clone()));
+            let api = tokio::spawn(sluice_api::run(
+                config.clone(),
+                registry.clone(),
+                shutdown.clone(),
+            ));
             let worker = tokio::spawn(sluice_worker::run(
                 config.clone(),
+                registry,
                 Vec::new(),
                 shutdown.clone(),
             ));
@@ -65,25 +72,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             worker.context("worker")?;
             fanout.context("fanout")?;
         }
-        Command::Publish(args) => return publish::run(&config, args).await,
-        Command::Schemas => print_schemas(),
+        Command::Publish(args) => return publish::run(&config, registry, args).await,
+        Command::Schemas => print_schemas(&registry),
         // Loading already validated it; show what the process would run with.
         Command::Config => println!("{}", serde_json::to_string_pretty(&*config)?),
-        Command::Dlq { command } => return dlq::run(&config, command).await,
-        Command::Stats { json, watch } => stats::run(&config, json, watch).await?,
+        Command::Dlq { command } => return dlq::run(&config, registry, command).await,
+        Command::Stats { json, watch } => stats::run(&config, registry, json, watch).await?,
         Command::Topics {
             command: TopicsCommand::Ensure,
-        } => topics::ensure(&config).await?,
+        } => topics::ensure(&config, &registry).await?,
         Command::Topics {
             command: TopicsCommand::List,
-        } => topics::list(&config),
+        } => topics::list(&config, &registry),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The table a producer in another language needs: which fingerprint to put in the header.
-fn print_schemas() {
-    let registry = sluice_core::codec::SchemaRegistry::embedded();
+fn print_schemas(registry: &Registry) {
+    let registry = registry.schemas();
     println!(
         "{:<14} {:>7}  {:<18}  header bytes (C3 01 + fingerprint, little-endian)",
         "type", "version", "fingerprint"

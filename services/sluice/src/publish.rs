@@ -26,31 +26,45 @@ use rdkafka::{
     util::Timeout,
     ClientContext,
 };
-use sluice_core::{headers, jobs, kafka::QuietContext, topics::Topics, Config};
+use sluice_core::{headers, kafka::QuietContext, topics::Topics, Config};
+use sluice_kinds::Registry;
 
 use crate::cli::PublishArgs;
 
-pub async fn run(config: &Config, args: PublishArgs) -> anyhow::Result<ExitCode> {
-    if !sluice_core::topics::is_job_kind(&args.kind) {
-        anyhow::bail!(
-            "unknown job kind `{}` (known: {})",
-            args.kind,
-            sluice_core::topics::job_kinds().join(", ")
-        );
-    }
+pub async fn run(
+    config: &Config,
+    registry: Arc<Registry>,
+    args: PublishArgs,
+) -> anyhow::Result<ExitCode> {
+    registry.kind(&args.kind)?;
     match (&args.json, &args.file) {
-        (Some(json), _) => publish_one(config, &args.kind, json).await,
+        (Some(json), _) => publish_one(config, &registry, &args.kind, json).await,
         (None, Some(path)) if path.as_os_str() != "-" => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            publish_many(config, args.kind, Box::new(file)).await
+            publish_many(config, registry.clone(), args.kind, Box::new(file)).await
         }
-        _ => publish_many(config, args.kind, Box::new(std::io::stdin())).await,
+        _ => {
+            publish_many(
+                config,
+                registry.clone(),
+                args.kind,
+                Box::new(std::io::stdin()),
+            )
+            .await
+        }
     }
 }
 
-async fn publish_one(config: &Config, kind: &str, json: &str) -> anyhow::Result<ExitCode> {
-    let job = jobs::prepare(kind, json.as_bytes()).context("invalid job")?;
+async fn publish_one(
+    config: &Config,
+    registry: &Registry,
+    kind: &str,
+    json: &str,
+) -> anyhow::Result<ExitCode> {
+    let job = registry
+        .prepare(kind, json.as_bytes())
+        .context("invalid job")?;
     let producer: FutureProducer<QuietContext> =
         sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
             .create_with_context(QuietContext)
@@ -102,15 +116,18 @@ impl ProducerContext for CountingContext {
 
 async fn publish_many(
     config: &Config,
+    registry: Arc<Registry>,
     kind: String,
     input: Box<dyn Read + Send>,
 ) -> anyhow::Result<ExitCode> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || publish_many_blocking(&config, &kind, input)).await?
+    tokio::task::spawn_blocking(move || publish_many_blocking(&config, &registry, &kind, input))
+        .await?
 }
 
 fn publish_many_blocking(
     config: &Config,
+    registry: &Registry,
     kind: &str,
     input: Box<dyn Read + Send>,
 ) -> anyhow::Result<ExitCode> {
@@ -129,7 +146,7 @@ fn publish_many_blocking(
         if line.trim().is_empty() {
             continue;
         }
-        let job = match jobs::prepare(kind, line.as_bytes()) {
+        let job = match registry.prepare(kind, line.as_bytes()) {
             Ok(job) => job,
             Err(e) => {
                 invalid += 1;

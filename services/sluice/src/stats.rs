@@ -1,13 +1,19 @@
 //! `sluice stats`: queue health in a terminal.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sluice_core::Config;
+use sluice_kinds::Registry;
 use sluice_stats::{QueueStats, StatsReader};
 
-pub async fn run(config: &Config, json: bool, watch: bool) -> anyhow::Result<()> {
-    let reader = StatsReader::new(config).context("connecting to Kafka")?;
+pub async fn run(
+    config: &Config,
+    registry: Arc<Registry>,
+    json: bool,
+    watch: bool,
+) -> anyhow::Result<()> {
+    let reader = StatsReader::new(config, registry).context("connecting to Kafka")?;
     loop {
         let stats = reader.collect().await.context("reading queue health")?;
         if json {

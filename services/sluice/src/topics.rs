@@ -1,10 +1,11 @@
 //! `sluice topics ...`
 
 use anyhow::Context;
-use sluice_core::{topics::Topics, Config};
+use sluice_core::Config;
+use sluice_kinds::Registry;
 
-pub async fn ensure(config: &Config) -> anyhow::Result<()> {
-    let specs = Topics::new(&config.topics).all(config);
+pub async fn ensure(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+    let specs = registry.topic_specs(config);
     let created =
         sluice_core::kafka::ensure_topics(&config.kafka, config.topics.replication_factor, &specs)
             .await
@@ -20,8 +21,8 @@ pub async fn ensure(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn list(config: &Config) {
-    for spec in Topics::new(&config.topics).all(config) {
+pub fn list(config: &Config, registry: &Registry) {
+    for spec in registry.topic_specs(config) {
         let compacted = if spec.compacted { ", compacted" } else { "" };
         println!("{}  ({} partitions{compacted})", spec.name, spec.partitions);
     }

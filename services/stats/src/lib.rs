@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -26,6 +26,7 @@ use sluice_core::{
     Config,
 };
 use sluice_dlq::PendingCounter;
+use sluice_kinds::Registry;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,6 +89,7 @@ pub struct QueueStats {
 /// Reads queue health; keeps one offset-reading client per consumer group.
 pub struct StatsReader {
     config: Config,
+    registry: Arc<Registry>,
     topics: Topics,
     dead_letters: PendingCounter,
     peek: Reader,
@@ -102,9 +104,10 @@ fn client(config: &Config, group: &str) -> Result<Reader, KafkaError> {
 type Reader = BaseConsumer<QuietContext>;
 
 impl StatsReader {
-    pub fn new(config: &Config) -> Result<Self, StatsError> {
+    pub fn new(config: &Config, registry: Arc<Registry>) -> Result<Self, StatsError> {
         Ok(Self {
             config: config.clone(),
+            registry,
             topics: Topics::new(&config.topics),
             dead_letters: PendingCounter::new(config),
             peek: client(config, "sluice-stats-peek")?,
@@ -115,7 +118,7 @@ impl StatsReader {
     /// Collects everything; Kafka calls block, so they run on the blocking pool.
     pub async fn collect(&self) -> Result<QueueStats, StatsError> {
         let mut failed_by_kind = BTreeMap::new();
-        for kind in sluice_core::topics::job_kinds() {
+        for kind in self.registry.names() {
             let count = self.dead_letters.refresh(&kind).await?;
             failed_by_kind.insert(kind.clone(), count.pending as i64);
         }
@@ -128,11 +131,12 @@ impl StatsReader {
     ) -> Result<QueueStats, StatsError> {
         let mut topics = BTreeMap::new();
         let mut kinds = BTreeMap::new();
-        for kind in sluice_core::topics::job_kinds() {
+        for spec in self.registry.kinds() {
+            let kind = spec.name.clone();
             let group = self.topics.worker_group(&kind);
             let main = self.topic_lag(&group, &self.topics.jobs(&kind), true)?;
             let mut retry_backlog = Vec::new();
-            for delay in self.config.retry_plan(&kind).tiers {
+            for delay in spec.plan.tiers.iter().copied() {
                 let tier_topic = self.topics.retry(&kind, delay);
                 let lag = self.topic_lag(&group, &tier_topic, false)?;
                 retry_backlog.push(TierBacklog {

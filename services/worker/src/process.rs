@@ -14,18 +14,18 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 use sluice_core::{
-    codec::SchemaRegistry,
     headers::{self, now_millis},
     retry::{tier_name, RetryPlan},
-    status::{Status, StatusStore},
+    status::{Status, StatusUpdate},
+    status_writer::StatusWriter,
     topics::Topics,
 };
+use sluice_kinds::{ErrorClass, Handler, HandlerType, Job, JobFailure, Outcome, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
     context::{Tracker, WorkerContext},
-    handler::{ErrorClass, Handler, Job, JobFailure},
     metrics::WorkerMetrics,
 };
 
@@ -36,7 +36,11 @@ pub struct KindRuntime {
     pub consumer: Arc<StreamConsumer<WorkerContext>>,
     pub tracker: Arc<Tracker>,
     pub handler: Arc<dyn Handler>,
-    pub status: StatusStore,
+    /// The kind's own checks beyond its schema.
+    pub validate: &'static dyn HandlerType,
+    /// Decodes the kind's records.
+    pub schemas: Arc<Registry>,
+    pub status: StatusWriter,
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub topics: Topics,
     /// `kafka.topic_wait`.
@@ -122,9 +126,13 @@ async fn process_in_span(rt: Arc<KindRuntime>, message: OwnedMessage) {
         .observe(started.elapsed().as_secs_f64());
 
     let outcome = match result {
-        Ok(()) => {
+        Ok(done) => {
             tracing::debug!(attempt, "job succeeded");
-            record_status(&rt, &job_id, Status::Succeeded, attempt, None).await;
+            record_status(
+                &rt,
+                status_update(&rt, &job_id, Status::Succeeded, attempt, None, done.result),
+            )
+            .await;
             Some("success")
         }
         Err(failure) => fail(&rt, &message, &job_id, attempt, &failure).await,
@@ -147,19 +155,31 @@ async fn run(
     message: &OwnedMessage,
     job_id: &str,
     attempt: u32,
-) -> Result<(), JobFailure> {
+) -> Result<Outcome, JobFailure> {
     let bytes = message.payload().unwrap_or_default();
-    let decoded = SchemaRegistry::embedded()
+    let decoded = rt
+        .schemas
         .decode(&rt.kind, bytes)
         .map_err(|e| JobFailure::new(ErrorClass::Decode, e.to_string()))?;
-    sluice_core::jobs::validate(&rt.kind, &decoded.value)
+    rt.validate
+        .validate(&decoded.value)
         .map_err(|e| JobFailure::new(ErrorClass::Fatal, e.to_string()))?;
-    record_status(rt, job_id, Status::Running, attempt, None).await;
+    rt.status.record_later(status_update(
+        rt,
+        job_id,
+        Status::Running,
+        attempt,
+        None,
+        None,
+    ));
+    let header = |name| message.headers().and_then(|h| headers::get(h, name));
     let job = Job {
         id: job_id.to_owned(),
         kind: rt.kind.clone(),
         attempt,
         record: decoded.value,
+        enqueued_at: header(headers::ENQUEUED_AT).and_then(|v| v.parse().ok()),
+        traceparent: header(headers::TRACEPARENT).map(str::to_owned),
     };
     // A panicking handler must not take the worker down with it, nor lose the job; a stuck one
     // must not hold its slot forever.
@@ -224,7 +244,11 @@ async fn fail(
         if !forward(rt, message, job_id, &topic, &added).await {
             return None;
         }
-        record_status(rt, job_id, Status::Retrying, attempt, Some(&error)).await;
+        record_status(
+            rt,
+            status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None),
+        )
+        .await;
         rt.metrics
             .retries
             .with_label_values(&[kind, &tier_name(delay)])
@@ -242,7 +266,15 @@ async fn fail(
     if !forward(rt, message, job_id, &topic, &added).await {
         return None;
     }
-    record_status(rt, job_id, Status::DeadLettered, attempt, Some(&error)).await;
+    let dead = status_update(
+        rt,
+        job_id,
+        Status::DeadLettered,
+        attempt,
+        Some(&error),
+        None,
+    );
+    record_status(rt, dead).await;
     rt.metrics
         .dead_letters
         .with_label_values(&[kind, class])
@@ -333,18 +365,30 @@ fn store_offset(rt: &KindRuntime, message: &OwnedMessage) {
 }
 
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent
-/// Redis delays what status shows but never blocks or fails a job.
-async fn record_status(
+/// Redis delays what status shows but never blocks or fails a job: `running` is not waited for,
+/// a final status is, for at most 2 s, so that normally it is in Redis before the job's offset
+/// is stored.
+fn status_update(
     rt: &KindRuntime,
     job_id: &str,
     status: Status,
     attempt: u32,
     error: Option<&str>,
-) {
-    let write = rt.status.record(job_id, &rt.kind, status, attempt, error);
-    match tokio::time::timeout(Duration::from_secs(2), write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(%job_id, error = %e, "job status write failed"),
-        Err(_) => tracing::warn!(%job_id, "job status write timed out"),
+    result: Option<serde_json::Value>,
+) -> StatusUpdate {
+    StatusUpdate {
+        job_id: job_id.to_owned(),
+        kind: rt.kind.clone(),
+        status,
+        attempts: attempt,
+        error: error.map(str::to_owned),
+        result,
+    }
+}
+
+async fn record_status(rt: &KindRuntime, update: StatusUpdate) {
+    let job_id = update.job_id.clone();
+    if let Err(e) = rt.status.record(update, Duration::from_secs(2)).await {
+        tracing::warn!(%job_id, error = %e, "job status write failed");
     }
 }

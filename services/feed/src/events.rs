@@ -6,7 +6,7 @@ use sluice_core::{
     codec::{DecodeError, SchemaRegistry},
     config::SocialConfig,
     headers::now_millis,
-    jobs::string_field,
+    json::string_field,
     json::FieldError,
 };
 

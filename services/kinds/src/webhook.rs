@@ -1,48 +1,132 @@
-//! Outgoing webhooks, signed per Standard Webhooks: `webhook-id` (the job id, so receivers can
-//! deduplicate redeliveries), `webhook-timestamp` (Unix seconds) and `webhook-signature`
-//! (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the decoded `whsec_` secret).
+//! `webhook`: outgoing webhooks, signed per Standard Webhooks: `webhook-id` (the job id, so
+//! receivers can deduplicate redeliveries), `webhook-timestamp` (Unix seconds) and
+//! `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the decoded
+//! `whsec_` secret of `[kinds.webhook] secret`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
+use apache_avro::types::Value;
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use hmac::{Hmac, Mac};
 use reqwest::{header::RETRY_AFTER, StatusCode};
+use serde::Deserialize;
 use sha2::Sha256;
-use sluice_core::{config::WebhookConfig, jobs::string_field};
+use sluice_core::json::{string_field, FieldError};
 
-use crate::handler::{ErrorClass, Handler, Job, JobFailure};
+use crate::{
+    handler::{ErrorClass, Handler, Job, JobFailure, Outcome},
+    kind::{parse_settings, HandlerType, KindError, Settings},
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookSetupError {
-    #[error("webhook.secret is required for the webhook kind (a `whsec_` + base64 secret)")]
-    MissingSecret,
-    #[error("webhook.secret is not `whsec_` followed by base64")]
-    BadSecret,
-    #[error("building the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+/// `[kinds.webhook]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSettings {
+    /// Standard Webhooks signing secret, `whsec_` + base64. Required by workers of this kind.
+    /// Default empty (no secret is ever committed).
+    #[serde(default)]
+    secret: String,
+    /// Per-request timeout of outgoing deliveries. Default 10 s (docs/architecture.md §2).
+    /// (`timeout`, a retry key, bounds the whole attempt.)
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    request_timeout: Duration,
 }
 
-pub struct WebhookHandler {
-    client: reqwest::Client,
-    key: Vec<u8>,
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
-impl WebhookHandler {
-    pub fn new(config: &WebhookConfig) -> Result<Self, WebhookSetupError> {
-        if config.secret.is_empty() {
-            return Err(WebhookSetupError::MissingSecret);
+pub struct Webhook;
+
+impl HandlerType for Webhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn built_in(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, record: &Value) -> Result<(), FieldError> {
+        let problem = |field: &str, problem: &str| FieldError {
+            field: field.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let url = string_field(record, "url").unwrap_or_default();
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.len() <= "https://".len() {
+            return Err(problem(
+                "url",
+                "must be an absolute http:// or https:// URL",
+            ));
         }
-        let key = decode_secret(&config.secret).ok_or(WebhookSetupError::BadSecret)?;
+        if string_field(record, "event_type")
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(problem("event_type", "must not be empty"));
+        }
+        let payload = string_field(record, "payload").unwrap_or_default();
+        if serde_json::from_str::<serde_json::Value>(payload).is_err() {
+            return Err(problem(
+                "payload",
+                "must be a JSON document encoded as a string",
+            ));
+        }
+        Ok(())
+    }
+
+    fn field_hints(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": {"format": "uri", "pattern": "^https?://[^/\\s]{1,}"},
+            "event_type": {"minLength": 1},
+            "payload": {"contentMediaType": "application/json", "description": "A JSON document, as a string"},
+        })
+    }
+
+    fn check(&self, kind: &str, settings: &Settings) -> Result<(), KindError> {
+        let settings: WebhookSettings = parse_settings(kind, settings)?;
+        if !settings.secret.is_empty() && decode_secret(&settings.secret).is_none() {
+            return Err(KindError::key(
+                kind,
+                "secret",
+                "must be `whsec_` followed by base64",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+        self.check(kind, settings)?;
+        let settings: WebhookSettings = parse_settings(kind, settings)?;
+        if settings.secret.is_empty() {
+            return Err(KindError::key(
+                kind,
+                "secret",
+                "is required by a worker of this kind (a `whsec_` + base64 signing secret; \
+                 SLUICE__KINDS__WEBHOOK__SECRET)",
+            ));
+        }
+        let key = decode_secret(&settings.secret).expect("checked above");
         let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             // A redirect would send a signed payload to a host the sender never configured.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, key })
+            .build()
+            .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))?;
+        Ok(Arc::new(WebhookHandler { client, key }))
     }
+}
+
+struct WebhookHandler {
+    client: reqwest::Client,
+    key: Vec<u8>,
 }
 
 /// The HMAC key: the base64 part of a `whsec_` secret.
@@ -63,7 +147,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
 
 #[async_trait]
 impl Handler for WebhookHandler {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+    async fn handle(&self, job: &Job) -> Result<Outcome, JobFailure> {
         let field = |name| {
             string_field(&job.record, name).ok_or_else(|| {
                 JobFailure::new(ErrorClass::Fatal, format!("record has no `{name}`"))
@@ -88,7 +172,8 @@ impl Handler for WebhookHandler {
             .send()
             .await;
         match response {
-            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER)),
+            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER))
+                .map(|()| Outcome::default()),
             Err(e) if e.is_timeout() => {
                 Err(JobFailure::new(ErrorClass::Retryable, "request timed out"))
             }
@@ -114,7 +199,25 @@ pub fn classify(
     if status.is_success() {
         return Ok(());
     }
-    let message = format!("receiver answered {}", status.as_u16());
+    let retry_after = retry_after
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    Err(answer_failure(
+        status,
+        retry_after,
+        format!("receiver answered {}", status.as_u16()),
+    ))
+}
+
+/// The failure a non-2xx HTTP answer means, for every handler that calls out over HTTP: 408
+/// and 429 retryable, other 4xx fatal (the far side says the request itself is wrong), anything
+/// else retryable (5xx, and 1xx/3xx since redirects are not followed); `Retry-After` kept for
+/// 429 and 503.
+pub fn answer_failure(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    message: String,
+) -> JobFailure {
     let class = match status.as_u16() {
         408 | 429 => ErrorClass::Retryable,
         400..=499 => ErrorClass::Fatal,
@@ -122,15 +225,13 @@ pub fn classify(
     };
     let mut failure = JobFailure::new(class, message);
     if matches!(status.as_u16(), 429 | 503) {
-        failure.retry_after = retry_after
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        failure.retry_after = retry_after;
     }
-    Err(failure)
+    failure
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(seconds) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }

@@ -15,9 +15,13 @@ pub struct Job {
     pub attempt: u32,
     /// The record, resolved to the newest schema version of its kind.
     pub record: Value,
+    /// When it was first enqueued (ms since the epoch), from `sluice-enqueued-at`.
+    pub enqueued_at: Option<i64>,
+    /// The W3C trace context it carries, passed on to whatever the handler calls.
+    pub traceparent: Option<String>,
 }
 
-/// How a failure is handled (docs/architecture.md §7 `sluice-error-class`).
+/// How a failure is handled (docs/architecture.md §7, `sluice-error-class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// May succeed later (timeouts, 5xx, connection errors).
@@ -64,38 +68,24 @@ impl JobFailure {
     }
 }
 
+/// What a job that succeeded leaves behind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// A small JSON result, stored with the job's status and returned by `GET /v1/jobs/{id}`.
+    pub result: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn with_result(result: serde_json::Value) -> Self {
+        Self {
+            result: Some(result),
+        }
+    }
+}
+
 /// A kind's work. Handlers must be idempotent: at-least-once delivery may run a job twice, and
 /// the job id is the idempotency key.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure>;
-}
-
-/// Does nothing, after waiting `sleep_ms` (v2 of the noop schema); panics on its first
-/// `panic_attempts` attempts (v4) and fails its first `fail_attempts` attempts with a retryable
-/// error (v3): drills for the worker's failure handling.
-pub struct NoopHandler;
-
-#[async_trait]
-impl Handler for NoopHandler {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
-        let sleep_ms = sluice_core::jobs::long_field(&job.record, "sleep_ms").unwrap_or(0);
-        if sleep_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(sleep_ms as u64)).await;
-        }
-        let panic_attempts =
-            sluice_core::jobs::long_field(&job.record, "panic_attempts").unwrap_or(0);
-        if i64::from(job.attempt) <= panic_attempts {
-            panic!("noop asked to panic on attempt {}", job.attempt);
-        }
-        let fail_attempts =
-            sluice_core::jobs::long_field(&job.record, "fail_attempts").unwrap_or(0);
-        if i64::from(job.attempt) <= fail_attempts {
-            return Err(JobFailure::new(
-                ErrorClass::Retryable,
-                format!("noop asked to fail attempt {}", job.attempt),
-            ));
-        }
-        Ok(())
-    }
+    async fn handle(&self, job: &Job) -> Result<Outcome, JobFailure>;
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Worker throughput: `sluice worker` doing noop jobs (job status on) against Kafka's own
+# ConsumerPerformance reading the same topic, same broker, same run. Then the overhead of the
+# `http` handler: jobs/s through a worker to a trivial local endpoint (nginx answering 200)
+# against wrk hitting that endpoint directly.
+#
+#   make bench-consume                  # N=200000 records of ~200 bytes
+#   N=50000 deploy/bench/consume.sh
+#
+# Env: N (200000), HTTP_N (50000, jobs for the http part), BOOTSTRAP (127.0.0.1:9092).
+# Prints the figures and writes them to deploy/bench/results/consume-<date>.md.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+N="${N:-200000}"
+HTTP_N="${HTTP_N:-50000}"
+BOOTSTRAP="${BOOTSTRAP:-127.0.0.1:9092}"
+SLUICE="$REPO/target/release/sluice"
+TOOL="$REPO/deploy/kafka/tool.sh"
+RESULTS="$REPO/deploy/bench/results"
+RUN_ID="bench$(date +%s)"
+TMP="$(mktemp -d)"
+PIDS=()
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+calc() { awk "BEGIN { printf \"%s\", $1 }"; }
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  "$TOOL" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --delete \
+    --if-exists --topic "${RUN_ID}\\..*" >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# finished_jobs <metrics port>: sluice_jobs_finished_total summed over outcomes.
+finished_jobs() {
+  curl -sf "http://127.0.0.1:$1/metrics" |
+    awk '/^sluice_jobs_finished_total/ { n += $2 } END { printf "%d", n }'
+}
+# run_worker <prefix> <kinds> <jobs> [env...]: starts a worker, prints its steady-state jobs/s:
+# the jobs between 10 % and 90 % of done, over the time that took (start-up and group join
+# excluded, as ConsumerPerformance excludes them).
+run_worker() {
+  local prefix=$1 kinds=$2 total=$3 port
+  shift 3
+  port="$(free_port)"
+  env SLUICE__TOPICS__PREFIX="$prefix" SLUICE__WORKER__METRICS_LISTEN="127.0.0.1:$port" \
+    SLUICE__LOG__LEVEL=warn "$@" "$SLUICE" worker --kinds "$kinds" >"$TMP/worker.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  local low=$((total / 10)) high=$((total * 9 / 10)) t_low="" t_high="" done=0 deadline=$((SECONDS + 600))
+  until [[ -n $t_high ]]; do
+    ((SECONDS < deadline)) || die "worker did not finish $total jobs in 600 s (log: $(tail -3 "$TMP/worker.log"))"
+    kill -0 "$pid" 2>/dev/null || die "worker exited: $(tail -5 "$TMP/worker.log")"
+    done="$(finished_jobs "$port" 2>/dev/null || echo 0)"
+    if [[ -z $t_low ]] && ((done >= low)); then t_low="$(date +%s.%N)"; fi
+    if [[ -n $t_low ]] && ((done >= high)); then t_high="$(date +%s.%N)"; fi
+    sleep 0.05
+  done
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  calc "($high - $low) / ($t_high - $t_low)"
+}
+
+deploy/env.sh kafka-start >/dev/null
+deploy/env.sh redis-start >/dev/null
+say "build: cargo build --release --bin sluice"
+"${CARGO:-cargo}" build --release --bin sluice
+export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP"
+
+# --- 1. noop jobs: sluice worker vs ConsumerPerformance on one topic ------------------------
+SLUICE__TOPICS__PREFIX="$RUN_ID.noop." "$SLUICE" topics ensure >/dev/null
+awk -v n="$N" 'BEGIN { pad = sprintf("%180s", ""); gsub(/ /, "x", pad)
+  for (i = 1; i <= n; i++) printf "{\"payload\":\"%010d%s\"}\n", i, substr(pad, 1, 170) }' >"$TMP/jobs.jsonl"
+say "publish: $N noop jobs (~200-byte values) to $RUN_ID.noop.jobs.noop"
+SLUICE__TOPICS__PREFIX="$RUN_ID.noop." "$SLUICE" publish noop --file "$TMP/jobs.jsonl" >/dev/null
+
+say "ConsumerPerformance: reading the same $N records (group $RUN_ID.perf)"
+"$TOOL" org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOTSTRAP" \
+  --topic "$RUN_ID.noop.jobs.noop" --messages "$N" --group "$RUN_ID.perf" --timeout 60000 \
+  >"$TMP/perf.txt" 2>&1 || die "ConsumerPerformance failed: $(tail -5 "$TMP/perf.txt")"
+# Columns: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+# rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+PERF="$(awk -F', *' '/^[0-9]{4}-/ { print $10 }' "$TMP/perf.txt" | tail -1)"
+[[ -n $PERF ]] || die "could not read ConsumerPerformance's figures: $(cat "$TMP/perf.txt")"
+say "ConsumerPerformance: $PERF records/s (fetch.nMsg.sec: rebalance excluded)"
+
+say "sluice worker --kinds noop: the same records, job status on"
+WORKER="$(run_worker "$RUN_ID.noop." noop "$N")"
+RATIO="$(calc "$WORKER / $PERF")"
+say "sluice worker: $WORKER jobs/s (10 %..90 % of the run) = ${RATIO}x ConsumerPerformance"
+
+# --- 2. the http handler: a worker to nginx vs wrk to nginx ---------------------------------
+command -v nginx >/dev/null || { say "nginx: installing (apt)"; source deploy/kafka/common.sh; apt_install nginx; }
+command -v wrk >/dev/null || { say "wrk: installing (apt)"; source deploy/kafka/common.sh; apt_install wrk; }
+NGINX_PORT="$(free_port)"
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { return 200 '{}'; }
+  }
+}
+CONF
+nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx"
+PIDS+=("$(cat "$TMP/nginx/nginx.pid")")
+mkdir -p "$TMP/schemas/ping"
+printf '%s' '{"type":"record","name":"Ping","fields":[{"name":"payload","type":"string"}]}' >"$TMP/schemas/ping/v1.avsc"
+SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
+HTTP_ENV=(SLUICE__SCHEMAS__DIR="$TMP/schemas" SLUICE__KINDS__PING__HANDLER=http
+  SLUICE__KINDS__PING__URL="http://127.0.0.1:$NGINX_PORT/jobs" SLUICE__KINDS__PING__SECRET="$SECRET")
+env SLUICE__TOPICS__PREFIX="$RUN_ID.http." "${HTTP_ENV[@]}" "$SLUICE" topics ensure >/dev/null
+head -n "$HTTP_N" "$TMP/jobs.jsonl" >"$TMP/ping.jsonl"
+env SLUICE__TOPICS__PREFIX="$RUN_ID.http." "${HTTP_ENV[@]}" "$SLUICE" publish ping --file "$TMP/ping.jsonl" >/dev/null
+say "wrk: 2 threads, 32 connections, 10 s of POSTs straight to nginx"
+printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 400)\nwrk.headers["Content-Type"] = "application/json"\n' >"$TMP/post.lua"
+wrk -t2 -c32 -d10s -s "$TMP/post.lua" "http://127.0.0.1:$NGINX_PORT/jobs" >"$TMP/wrk.txt"
+WRK="$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk.txt")"
+say "wrk: $WRK requests/s"
+say "sluice worker --kinds ping (http handler, 32 in flight): $HTTP_N jobs to the same nginx"
+HTTP_WORKER="$(run_worker "$RUN_ID.http." ping "$HTTP_N" "${HTTP_ENV[@]}")"
+HTTP_RATIO="$(calc "$HTTP_WORKER / $WRK")"
+say "sluice http worker: $HTTP_WORKER jobs/s = ${HTTP_RATIO}x wrk"
+
+mkdir -p "$RESULTS"
+OUT="$RESULTS/consume-$(date +%Y-%m-%d-%H%M%S).md"
+cat >"$OUT" <<MD
+# bench-consume $(date -u +%Y-%m-%dT%H:%MZ)
+
+Command: \`make bench-consume\` (N=$N, HTTP_N=$HTTP_N), $(nproc) cores, Kafka $(cat deploy/kafka/VERSION).
+
+| what | rate | ratio |
+|---|---|---|
+| Kafka ConsumerPerformance, $N records | $PERF records/s | 1 |
+| \`sluice worker --kinds noop\` (status on), same records | $WORKER jobs/s | ${RATIO}x |
+| wrk → nginx (2 threads, 32 connections) | $WRK requests/s | 1 |
+| \`sluice worker\`, \`http\` kind → the same nginx | $HTTP_WORKER jobs/s | ${HTTP_RATIO}x |
+MD
+say "written: ${OUT#"$REPO"/}"

@@ -1,0 +1,257 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 document of the whole HTTP API, built at start from the
+//! routes below and from the kind registry — every kind's request body (user-defined kinds
+//! included) comes from its newest Avro schema: required fields, types, enums, defaults.
+
+use apache_avro::{schema::RecordSchema, Schema};
+use serde_json::{json, Map, Value as Json};
+use sluice_kinds::Registry;
+
+/// The JSON Schema a JSON value must satisfy to become a value of `schema` (the conversion the
+/// api applies: `sluice_core::json::json_to_avro`).
+pub fn json_schema(schema: &Schema) -> Json {
+    match schema {
+        Schema::Null => json!({"type": "null"}),
+        Schema::Boolean => json!({"type": "boolean"}),
+        Schema::Int => {
+            json!({"type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX})
+        }
+        Schema::Long | Schema::TimestampMillis => json!({"type": "integer", "format": "int64"}),
+        Schema::Float | Schema::Double => json!({"type": "number"}),
+        Schema::String => json!({"type": "string"}),
+        Schema::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+        Schema::Fixed(f) => {
+            json!({"type": "string", "contentEncoding": "base64", "description": format!("{} bytes", f.size)})
+        }
+        Schema::Enum(e) => json!({"type": "string", "enum": e.symbols}),
+        Schema::Array(a) => json!({"type": "array", "items": json_schema(&a.items)}),
+        Schema::Map(m) => json!({"type": "object", "additionalProperties": json_schema(&m.types)}),
+        Schema::Union(u) => {
+            json!({"anyOf": u.variants().iter().map(json_schema).collect::<Vec<_>>()})
+        }
+        Schema::Record(r) => record_schema(r, &Map::new()),
+        // Named references and logical types the api does not take over JSON: anything goes
+        // here, and the api answers 400 naming the field.
+        _ => json!({}),
+    }
+}
+
+/// A record as a JSON object: fields without a default are required, unknown ones refused.
+fn record_schema(record: &RecordSchema, extra: &Map<String, Json>) -> Json {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for field in &record.fields {
+        let mut property = json_schema(&field.schema);
+        if let (Some(doc), Json::Object(p)) = (&field.doc, &mut property) {
+            p.insert("description".into(), doc.clone().into());
+        }
+        match (&field.default, &mut property) {
+            (Some(default), Json::Object(p)) => {
+                p.insert("default".into(), default.clone());
+            }
+            (None, _) => required.push(field.name.clone()),
+            _ => {}
+        }
+        properties.insert(field.name.clone(), property);
+    }
+    properties.extend(extra.clone());
+    let mut object = json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    if !required.is_empty() {
+        object["required"] = required.into();
+    }
+    if let Some(doc) = &record.doc {
+        object["description"] = doc.clone().into();
+    }
+    object
+}
+
+fn error_responses(codes: &[(&str, &str)]) -> Map<String, Json> {
+    codes
+        .iter()
+        .map(|(code, why)| {
+            (
+                (*code).to_owned(),
+                json!({"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            )
+        })
+        .collect()
+}
+
+fn responses(ok: (&str, &str, Json), errors: &[(&str, &str)]) -> Json {
+    let mut all = Map::new();
+    all.insert(
+        ok.0.to_owned(),
+        json!({"description": ok.1, "content": {"application/json": {"schema": ok.2}}}),
+    );
+    all.extend(error_responses(errors));
+    Json::Object(all)
+}
+
+fn body(schema: Json) -> Json {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn path_param(name: &str, schema: Json) -> Json {
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
+fn query_param(name: &str, schema: Json, description: &str) -> Json {
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+/// The document, for this registry.
+pub fn document(registry: &Registry) -> Json {
+    let user_id = json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"});
+    let mut paths = Map::new();
+    let envelope: Map<String, Json> = [
+        (
+            "key".to_owned(),
+            json!({"type": "string", "minLength": 1, "description": "Ordering key: jobs with the same key go to the same partition. Default: the job id."}),
+        ),
+        (
+            "priority".to_owned(),
+            json!({"type": "string", "enum": ["normal"], "description": "Priority lane (only `normal` until lanes are enabled)."}),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    for spec in registry.kinds() {
+        let Some(Schema::Record(record)) = registry.schemas().latest(&spec.name).map(|v| &v.schema)
+        else {
+            continue;
+        };
+        let mut request = record_schema(record, &envelope);
+        if let Json::Object(hints) = spec.handler.field_hints() {
+            for (field, keywords) in hints {
+                if let (Some(Json::Object(property)), Json::Object(keywords)) =
+                    (request["properties"].get_mut(&field), keywords)
+                {
+                    property.extend(keywords);
+                }
+            }
+        }
+        paths.insert(
+            format!("/v1/jobs/{}", spec.name),
+            json!({"post": {
+                "operationId": format!("enqueue_{}", spec.name.replace('-', "_")),
+                "summary": format!("Enqueue a `{}` job (202 once Kafka acknowledged it)", spec.name),
+                "tags": ["jobs"],
+                "requestBody": body(request),
+                "responses": responses(
+                    ("202", "Accepted: Kafka holds the job", json!({"$ref": "#/components/schemas/Accepted"})),
+                    &[("400", "The body does not fit the kind (the message names the field)"), ("413", "Body over api.body_limit_bytes"), ("503", "Kafka did not acknowledge in time; nothing was enqueued")],
+                ),
+            }}),
+        );
+    }
+    let kinds: Vec<String> = registry.names();
+    paths.insert("/v1/jobs/{job_id}".into(), json!({"get": {
+        "operationId": "get_job", "tags": ["jobs"],
+        "summary": "A job's status; with `wait`, once it is final or the wait is over",
+        "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
+        "responses": responses(("200", "The job's status", json!({"$ref": "#/components/schemas/JobStatus"})), &[("400", "Bad `wait`"), ("404", "Unknown or expired job"), ("503", "Job status unavailable")]),
+    }}));
+    paths.insert("/v1/dlq/{kind}".into(), json!({"get": {
+        "operationId": "list_dead_letters", "tags": ["dead letters"],
+        "parameters": [
+            path_param("kind", json!({"type": "string", "enum": kinds})),
+            query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 10000}), "At most this many"),
+            query_param("error_class", json!({"type": "string"}), "Only this error class"),
+            query_param("since", json!({"type": "integer", "format": "int64"}), "Only dead since (ms since epoch)"),
+            query_param("all", json!({"type": "boolean"}), "Include replayed and purged ones"),
+        ],
+        "responses": responses(("200", "Dead letters, oldest first", json!({"type": "object", "required": ["kind", "dead_letters"], "properties": {"kind": {"type": "string"}, "dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}})), &[("400", "Bad query"), ("404", "Unknown kind"), ("503", "The DLQ cannot be read right now")]),
+    }}));
+    paths.insert("/v1/dlq/{kind}/replay".into(), json!({"post": {
+        "operationId": "replay_dead_letters", "tags": ["dead letters"],
+        "parameters": [path_param("kind", json!({"type": "string", "enum": registry.names()}))],
+        "requestBody": body(json!({"type": "object", "additionalProperties": false, "description": "Exactly one of offset, job_id, error_class, all", "properties": {
+            "offset": {"type": "string"}, "job_id": {"type": "string"}, "error_class": {"type": "string"}, "all": {"type": "boolean"}, "dry_run": {"type": "boolean"}}})),
+        "responses": responses(("200", "What was (or would be) sent back", json!({"type": "object", "required": ["kind", "dry_run", "replayed"], "properties": {"kind": {"type": "string"}, "dry_run": {"type": "boolean"}, "replayed": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}})), &[("400", "No or several selectors"), ("404", "Unknown kind or offset"), ("409", "Another replay of the kind is running"), ("503", "The DLQ cannot be read right now")]),
+    }}));
+    paths.insert("/v1/posts".into(), json!({"post": {
+        "operationId": "create_post", "tags": ["feeds"],
+        "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["author_id", "text"], "properties": {"author_id": user_id, "text": {"type": "string", "minLength": 1}}})),
+        "responses": responses(("202", "Accepted", json!({"type": "object", "required": ["post_id", "created_at"], "properties": {"post_id": {"type": "string"}, "created_at": {"type": "integer"}}})), &[("400", "Bad author or text"), ("503", "Kafka did not acknowledge in time")]),
+    }}));
+    let follow = json!({
+        "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["follower_id", "followee_id"], "properties": {"follower_id": user_id, "followee_id": user_id}})),
+        "responses": responses(("202", "Accepted", json!({"type": "object", "properties": {"status": {"type": "string"}}})), &[("400", "Bad ids, or following oneself"), ("503", "Kafka did not acknowledge in time")]),
+        "tags": ["feeds"],
+    });
+    let mut follow_post = follow.clone();
+    follow_post["operationId"] = "follow".into();
+    let mut follow_delete = follow;
+    follow_delete["operationId"] = "unfollow".into();
+    paths.insert(
+        "/v1/follows".into(),
+        json!({"post": follow_post, "delete": follow_delete}),
+    );
+    paths.insert("/v1/feed/{user_id}".into(), json!({"get": {
+        "operationId": "read_feed", "tags": ["feeds"],
+        "parameters": [path_param("user_id", json!({"type": "string"})), query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 200}), "Posts to return (default 50)")],
+        "responses": responses(("200", "Newest first", json!({"type": "object", "required": ["user_id", "posts"], "properties": {"user_id": {"type": "string"}, "posts": {"type": "array", "items": {"type": "object", "required": ["post_id", "author_id", "text", "created_at"], "properties": {"post_id": {"type": "string"}, "author_id": {"type": "string"}, "text": {"type": "string"}, "created_at": {"type": "integer"}}}}}})), &[("400", "Bad user id or limit"), ("503", "Feeds unavailable")]),
+    }}));
+    paths.insert("/v1/queue/stats".into(), json!({"get": {
+        "operationId": "queue_stats", "tags": ["operations"],
+        "responses": responses(("200", "Pending, failed, workers, per kind and topic", json!({"type": "object", "required": ["pending", "failed", "workers", "kinds", "topics"], "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}, "workers": {"type": "integer"}, "kinds": {"type": "object"}, "topics": {"type": "object"}, "collected_at": {"type": "integer"}}})), &[("503", "Queue health cannot be read right now")]),
+    }}));
+    paths.insert("/healthz".into(), json!({"get": {"operationId": "healthz", "tags": ["operations"], "responses": {"200": {"description": "The process runs", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    paths.insert("/readyz".into(), json!({"get": {"operationId": "readyz", "tags": ["operations"], "responses": {
+        "200": {"description": "Kafka and Redis answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
+        "503": {"description": "Kafka or Redis does not answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}}));
+    paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics", "tags": ["operations"], "responses": {"200": {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}));
+    paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "tags": ["operations"], "responses": {"200": {"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sluice",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Accepts jobs in milliseconds (202 once Kafka holds them), reports their status and results, inspects and replays dead letters, and serves follower feeds.",
+        },
+        "paths": paths,
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}},
+            "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
+                "job_id": {"type": "string"}, "kind": {"type": "string"},
+                "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_error": {"type": ["string", "null"]},
+                "result": {"description": "What the handler returned (JSON), or null"},
+                "updated_at": {"type": "integer"}}},
+            "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
+                "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
+                "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
+                "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
+            "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
+        }},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_request_body_from_its_newest_schema() {
+        let registry = Registry::load(&sluice_core::Config::default()).unwrap();
+        let doc = document(&registry);
+        let webhook = &doc["paths"]["/v1/jobs/webhook"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(webhook["required"], json!(["url", "event_type", "payload"]));
+        assert_eq!(webhook["additionalProperties"], false);
+        let noop = &doc["paths"]["/v1/jobs/noop"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(noop["properties"]["sleep_ms"]["default"], 0);
+        assert!(
+            noop.get("required").is_none(),
+            "every noop field has a default"
+        );
+        assert_eq!(noop["properties"]["key"]["type"], "string");
+    }
+}

@@ -1,0 +1,267 @@
+//! `handler = "http"`: consumers as containers, in any language. The worker POSTs each job to
+//! the kind's `url` as JSON —
+//!
+//! ```json
+//! {"job_id": "…", "kind": "resize", "attempt": 1, "enqueued_at": 1764620000000, "record": {…}}
+//! ```
+//!
+//! — the record decoded with its schema into plain JSON (`sluice_core::json::record_to_json`),
+//! with `traceparent` and a Standard Webhooks signature (`webhook-id` = job id,
+//! `webhook-timestamp`, `webhook-signature`) keyed by the kind's `secret`, so the container can
+//! check the call came from sluice. The answer decides the outcome: 2xx succeeds (a JSON body up
+//! to 64 KiB becomes the job's result); 429 and 503 retry, honouring `Retry-After`; 408, other
+//! 5xx, timeouts and connection errors retry; other 4xx are fatal (dead-lettered at once, with
+//! the status and the first bytes of the body as the error).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use reqwest::{header::RETRY_AFTER, StatusCode};
+use serde::Deserialize;
+use sluice_core::json::record_to_json;
+
+use crate::{
+    handler::{ErrorClass, Handler, Job, JobFailure, Outcome},
+    kind::{parse_settings, HandlerType, KindError, Settings},
+    webhook::{answer_failure, decode_secret, parse_retry_after, sign},
+};
+
+/// A 2xx body larger than this is not kept as the result.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// How much of a refusing answer's body goes into the error.
+const ERROR_BODY_BYTES: usize = 200;
+
+/// `[kinds.<kind>]` of an `http` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSettings {
+    /// Where the jobs are POSTed, e.g. `http://resizer:8000/jobs`. Required.
+    url: Option<String>,
+    /// `whsec_` + base64: the key of the Standard Webhooks signature on every call. Required.
+    secret: Option<String>,
+    /// One call's time limit. Default 30 s. (`timeout`, a retry key, bounds the whole attempt.)
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    request_timeout: Duration,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+pub struct Http;
+
+impl Http {
+    fn settings(kind: &str, settings: &Settings) -> Result<(String, Vec<u8>, Duration), KindError> {
+        let s: HttpSettings = parse_settings(kind, settings)?;
+        let url = s
+            .url
+            .ok_or_else(|| KindError::key(kind, "url", "is required for an http kind"))?;
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| KindError::key(kind, "url", format!("`{url}` is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(KindError::key(
+                kind,
+                "url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let secret = s.secret.ok_or_else(|| {
+            KindError::key(
+                kind,
+                "secret",
+                "is required for an http kind (`whsec_` + base64; the endpoint checks the \
+                 signature with it)",
+            )
+        })?;
+        let key = decode_secret(&secret)
+            .ok_or_else(|| KindError::key(kind, "secret", "must be `whsec_` followed by base64"))?;
+        Ok((url, key, s.request_timeout))
+    }
+}
+
+impl HandlerType for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn built_in(&self) -> bool {
+        false
+    }
+
+    fn check(&self, kind: &str, settings: &Settings) -> Result<(), KindError> {
+        Self::settings(kind, settings).map(|_| ())
+    }
+
+    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+        let (url, key, timeout) = Self::settings(kind, settings)?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // A redirect would send a signed job to a host nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))?;
+        Ok(Arc::new(HttpHandler { client, url, key }))
+    }
+}
+
+struct HttpHandler {
+    client: reqwest::Client,
+    url: String,
+    key: Vec<u8>,
+}
+
+#[async_trait]
+impl Handler for HttpHandler {
+    async fn handle(&self, job: &Job) -> Result<Outcome, JobFailure> {
+        let body = serde_json::json!({
+            "job_id": job.id,
+            "kind": job.kind,
+            "attempt": job.attempt,
+            "enqueued_at": job.enqueued_at,
+            "record": record_to_json(&job.record),
+        })
+        .to_string();
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &job.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                sign(&self.key, &job.id, timestamp, &body),
+            )
+            .header("sluice-kind", &job.kind)
+            .header("sluice-attempt", job.attempt.to_string());
+        if let Some(traceparent) = &job.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let response = request.body(body).send().await.map_err(transport_failure)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let (bytes, complete) = read_capped(response, MAX_RESULT_BYTES).await;
+        outcome(status, retry_after, &bytes, complete)
+    }
+}
+
+fn transport_failure(e: reqwest::Error) -> JobFailure {
+    let message = if e.is_timeout() {
+        "request timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    JobFailure::new(ErrorClass::Retryable, message)
+}
+
+/// Reads at most `cap` bytes of the body (a hostile endpoint cannot make the worker buffer
+/// gigabytes); says whether that was all of it.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, bool) {
+    let mut bytes = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= cap => bytes.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                let room = cap - bytes.len();
+                bytes.extend_from_slice(&chunk[..room]);
+                return (bytes, false);
+            }
+            Ok(None) => return (bytes, true),
+            // The status already decided the outcome; a body cut short only loses the result.
+            Err(_) => return (bytes, false),
+        }
+    }
+}
+
+/// The outcome of an answer, by the rules in this module's header.
+pub fn outcome(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    complete: bool,
+) -> Result<Outcome, JobFailure> {
+    if status.is_success() {
+        let result = complete
+            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .flatten();
+        return Ok(Outcome { result });
+    }
+    let snippet: String = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let message = if snippet.trim().is_empty() {
+        format!("endpoint answered {}", status.as_u16())
+    } else {
+        format!("endpoint answered {}: {}", status.as_u16(), snippet.trim())
+    };
+    Err(answer_failure(status, retry_after, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(code: u16) -> Option<ErrorClass> {
+        outcome(StatusCode::from_u16(code).unwrap(), None, b"", true)
+            .err()
+            .map(|f| f.class)
+    }
+
+    #[test]
+    fn answers_are_classified_case_by_case() {
+        for code in [200, 201, 202, 204] {
+            assert_eq!(class(code), None, "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504, 301, 302] {
+            assert_eq!(class(code), Some(ErrorClass::Retryable), "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 410, 413, 422] {
+            assert_eq!(class(code), Some(ErrorClass::Fatal), "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_counts_for_429_and_503_only() {
+        let wait = Some(Duration::from_secs(7));
+        let after = |code| {
+            outcome(StatusCode::from_u16(code).unwrap(), wait, b"", true)
+                .unwrap_err()
+                .retry_after
+        };
+        assert_eq!(after(429), wait);
+        assert_eq!(after(503), wait);
+        assert_eq!(after(500), None);
+    }
+
+    #[test]
+    fn a_json_body_is_the_result_and_a_refusal_quotes_the_body() {
+        let ok = outcome(StatusCode::OK, None, br#"{"width": 800}"#, true).unwrap();
+        assert_eq!(ok.result, Some(serde_json::json!({"width": 800})));
+        let cut = outcome(StatusCode::OK, None, br#"{"width": 8"#, false).unwrap();
+        assert_eq!(cut.result, None, "a body over the cap is no result");
+        let text = outcome(StatusCode::OK, None, b"fine", true).unwrap();
+        assert_eq!(text.result, None, "a body that is not JSON is no result");
+        let refused = outcome(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            b"width\nmissing",
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(refused.message, "endpoint answered 422: widthmissing");
+    }
+}
