@@ -84,7 +84,7 @@ say "ConsumerPerformance: reading the same $N records (group $RUN_ID.perf)"
   >"$TMP/perf.txt" 2>&1 || die "ConsumerPerformance failed: $(tail -5 "$TMP/perf.txt")"
 # Columns: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
 # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
-PERF="$(awk -F', *' '/^[0-9]{4}-/ { print $10 }' "$TMP/perf.txt" | tail -1)"
+PERF="$(awk -F', *' '/^[0-9][0-9][0-9][0-9]-/ { print $10 }' "$TMP/perf.txt" | tail -1)"
 [[ -n $PERF ]] || die "could not read ConsumerPerformance's figures: $(cat "$TMP/perf.txt")"
 say "ConsumerPerformance: $PERF records/s (fetch.nMsg.sec: rebalance excluded)"
 

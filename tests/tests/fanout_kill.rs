@@ -86,21 +86,33 @@ async fn a_fanout_killed_mid_post_delivers_it_to_every_follower_exactly_once() {
         },
     )
     .await;
+    // The counter moves when the post's whole fan-out returns, a moment after its last feed is
+    // written: wait for it, then check it stays there (no second fan-out of the same post).
     let http = reqwest::Client::new();
-    let metrics = sluice_tests::get_text(&http, &format!("http://{listen}/metrics")).await;
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
-    let redone: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_fanout_deliveries_total "))
-        .expect("the delivery counter is exported")
-        .trim()
-        .parse()
-        .unwrap();
+    let deliveries = || {
+        let (http, url) = (http.clone(), format!("http://{listen}/metrics"));
+        async move {
+            sluice_tests::get_text(&http, &url)
+                .await
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice_fanout_deliveries_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        }
+    };
+    eventually(
+        "the restarted fanout's delivery counter",
+        Duration::from_secs(10),
+        || async { (deliveries().await? >= 5000).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        redone, 5000,
+        deliveries().await,
+        Some(5000),
         "the restarted fanout redid the post once, for every follower, and only once"
     );
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
     let mut pipe = redis::pipe();
     for f in &followers {
         pipe.zrange_withscores(graph.feed_key(f), 0, -1);
