@@ -230,9 +230,8 @@ pub fn watermarks<C: ClientContext>(
 }
 
 /// The names among `topics` that do not exist (or have a partition without a leader) after
-/// waiting up to `bound` for them: consumers call it before subscribing, so that a topic created
-/// a moment ago is not reported missing, and one that really is missing is named once.
-pub fn missing_topics<C: ClientContext>(
+/// waiting up to `bound` for them.
+fn missing_topics<C: ClientContext>(
     client: &Client<C>,
     topics: &[String],
     bound: Duration,
@@ -246,6 +245,47 @@ pub fn missing_topics<C: ClientContext>(
         })
         .cloned()
         .collect()
+}
+
+/// Waits (bounded by `kafka.topic_wait`) until `topics` exist, so a consumer started right after
+/// `sluice topics ensure` does not report them missing; logs one ERROR naming those still
+/// missing after the bound (the consumer goes on: librdkafka picks them up once they exist).
+/// Returns false when `shutdown` came first. `owner` says who waits, for the log line.
+pub async fn wait_for_topics(
+    kafka: &KafkaConfig,
+    topics: &[String],
+    owner: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let (config, wanted, bound) = (
+        with_overrides(base(kafka), kafka),
+        topics.to_vec(),
+        kafka.topic_wait,
+    );
+    let check = tokio::task::spawn_blocking(move || {
+        match config
+            .create_with_context::<_, rdkafka::consumer::BaseConsumer<QuietContext>>(QuietContext)
+        {
+            Ok(client) => {
+                missing_topics(rdkafka::consumer::Consumer::client(&client), &wanted, bound)
+            }
+            // The consumer itself is built from the same settings and reports the problem.
+            Err(_) => Vec::new(),
+        }
+    });
+    let missing = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        missing = check => missing.unwrap_or_default(),
+    };
+    if !missing.is_empty() {
+        tracing::error!(
+            owner,
+            missing = %missing.join(","),
+            waited = ?bound,
+            "topics do not exist; create them with `sluice topics ensure` (consuming the others meanwhile)"
+        );
+    }
+    true
 }
 
 /// How long `ensure_topics` waits for new topics' leaders.

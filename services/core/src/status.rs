@@ -136,17 +136,9 @@ impl StatusStore {
             .await
     }
 
-    /// Records a worker's progress on a job; `error` is kept as `last_error` and `result` as
-    /// the job's result when given. One round trip; a worker batches many of these with
-    /// `StatusWriter` instead.
-    pub async fn record(&self, update: &StatusUpdate) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        self.add_to(&mut pipe, update);
-        pipe.query_async::<()>(&mut self.redis.clone()).await
-    }
-
-    /// Adds the commands of one update to `pipe`: one HSET (atomic by itself), the expiry, and
-    /// for a final status the notification `GET /v1/jobs/{id}?wait=` listens for.
+    /// Adds the commands of one job's status change to `pipe` (`StatusWriter` sends many in one
+    /// round trip): one HSET (atomic by itself), the expiry, and for a final status the
+    /// notification `GET /v1/jobs/{id}?wait=` listens for.
     pub fn add_to(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {
         let key = self.key(&update.job_id);
         let mut fields = vec![

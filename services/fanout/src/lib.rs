@@ -81,7 +81,7 @@ pub async fn serve(
         producer: producer.clone(),
         graph,
         topics,
-        topic_wait: config.kafka.topic_wait,
+        kafka: config.kafka.clone(),
         metrics,
         shutdown: shutdown.clone(),
     });

@@ -63,8 +63,8 @@ pub struct Processor {
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub graph: Graph,
     pub topics: Topics,
-    /// `kafka.topic_wait`.
-    pub topic_wait: Duration,
+    /// For the start-up wait for the social topics.
+    pub kafka: sluice_core::config::KafkaConfig,
     pub metrics: FanoutMetrics,
     pub shutdown: CancellationToken,
 }
@@ -77,23 +77,11 @@ enum Event {
 impl Processor {
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let (posts, follows) = (self.topics.posts(), self.topics.follows());
-        // Topics created a moment ago (`sluice topics ensure` just before) are waited for, so
-        // they are not reported missing; those still missing after the bound are named.
-        let wanted = vec![posts.clone(), follows.clone()];
-        let this = self.clone();
-        let check = tokio::task::spawn_blocking(move || {
-            sluice_core::kafka::missing_topics(this.consumer.client(), &wanted, this.topic_wait)
-        });
-        let missing = tokio::select! {
-            _ = self.shutdown.cancelled() => return Ok(()),
-            missing = check => missing.unwrap_or_default(),
-        };
-        if !missing.is_empty() {
-            tracing::error!(
-                missing = %missing.join(","),
-                waited = ?self.topic_wait,
-                "topics do not exist; create them with `sluice topics ensure`"
-            );
+        let wanted = [posts.clone(), follows.clone()];
+        if !sluice_core::kafka::wait_for_topics(&self.kafka, &wanted, "fanout", &self.shutdown)
+            .await
+        {
+            return Ok(());
         }
         self.consumer
             .subscribe(&[&posts, &follows])

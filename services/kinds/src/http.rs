@@ -26,7 +26,7 @@ use sluice_core::json::record_to_json;
 use crate::{
     handler::{ErrorClass, Handler, Job, JobFailure, Outcome},
     kind::{parse_settings, HandlerType, KindError, Settings},
-    webhook::{answer_failure, decode_secret, parse_retry_after, sign},
+    webhook::{answer_failure, decode_secret, outgoing_client, parse_retry_after, sign},
 };
 
 /// A 2xx body larger than this is not kept as the result.
@@ -97,14 +97,7 @@ impl HandlerType for Http {
 
     fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
         let (url, key, timeout) = Self::settings(kind, settings)?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            // A redirect would send a signed job to a host nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))?;
+        let client = outgoing_client(kind, timeout)?;
         Ok(Arc::new(HttpHandler { client, url, key }))
     }
 }

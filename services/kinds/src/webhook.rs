@@ -89,39 +89,48 @@ impl HandlerType for Webhook {
     }
 
     fn check(&self, kind: &str, settings: &Settings) -> Result<(), KindError> {
-        let settings: WebhookSettings = parse_settings(kind, settings)?;
-        if !settings.secret.is_empty() && decode_secret(&settings.secret).is_none() {
-            return Err(KindError::key(
-                kind,
-                "secret",
-                "must be `whsec_` followed by base64",
-            ));
-        }
-        Ok(())
+        settings_and_key(kind, settings).map(|_| ())
     }
 
     fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
-        self.check(kind, settings)?;
-        let settings: WebhookSettings = parse_settings(kind, settings)?;
-        if settings.secret.is_empty() {
-            return Err(KindError::key(
+        let (settings, key) = settings_and_key(kind, settings)?;
+        let key = key.ok_or_else(|| {
+            KindError::key(
                 kind,
                 "secret",
                 "is required by a worker of this kind (a `whsec_` + base64 signing secret; \
                  SLUICE__KINDS__WEBHOOK__SECRET)",
-            ));
-        }
-        let key = decode_secret(&settings.secret).expect("checked above");
-        let client = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
-            // A redirect would send a signed payload to a host the sender never configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))?;
+            )
+        })?;
+        let client = outgoing_client(kind, settings.request_timeout)?;
         Ok(Arc::new(WebhookHandler { client, key }))
     }
+}
+
+/// The settings, and the signing key when a secret is set (a worker needs one; the api does not).
+fn settings_and_key(
+    kind: &str,
+    settings: &Settings,
+) -> Result<(WebhookSettings, Option<Vec<u8>>), KindError> {
+    let parsed: WebhookSettings = parse_settings(kind, settings)?;
+    if parsed.secret.is_empty() {
+        return Ok((parsed, None));
+    }
+    let key = decode_secret(&parsed.secret)
+        .ok_or_else(|| KindError::key(kind, "secret", "must be `whsec_` followed by base64"))?;
+    Ok((parsed, Some(key)))
+}
+
+/// The HTTP client of a handler that calls out: `timeout` per request, redirects never
+/// followed (a redirect would send a signed body to a host nobody configured).
+pub fn outgoing_client(kind: &str, timeout: Duration) -> Result<reqwest::Client, KindError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))
 }
 
 struct WebhookHandler {

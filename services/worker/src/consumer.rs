@@ -47,7 +47,8 @@ pub async fn consume(
             .iter()
             .map(|delay| rt.topics.retry(&rt.kind, *delay)),
     );
-    if !wait_for_topics(&rt, &topics).await {
+    let owner = format!("worker {}", rt.kind);
+    if !sluice_core::kafka::wait_for_topics(&rt.kafka, &topics, &owner, &rt.shutdown).await {
         return Ok(());
     }
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -118,29 +119,6 @@ pub async fn consume(
     rt.consumer.unsubscribe();
     tracing::info!(kind = %rt.kind, "worker stopped");
     Ok(())
-}
-
-/// Waits (bounded by `kafka.topic_wait`) until the kind's topics exist, so a worker started
-/// right after `sluice topics ensure` does not report them missing; names the ones still missing
-/// after the bound. Returns false when shutdown came first.
-async fn wait_for_topics(rt: &Arc<KindRuntime>, topics: &[String]) -> bool {
-    let (consumer, wanted, bound) = (rt.consumer.clone(), topics.to_vec(), rt.topic_wait);
-    let check = tokio::task::spawn_blocking(move || {
-        sluice_core::kafka::missing_topics(consumer.client(), &wanted, bound)
-    });
-    let missing = tokio::select! {
-        _ = rt.shutdown.cancelled() => return false,
-        missing = check => missing.unwrap_or_default(),
-    };
-    if !missing.is_empty() {
-        tracing::error!(
-            kind = %rt.kind,
-            missing = %missing.join(","),
-            waited = ?bound,
-            "topics do not exist; create them with `sluice topics ensure` (consuming the others meanwhile)"
-        );
-    }
-    true
 }
 
 fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {

@@ -187,7 +187,7 @@ impl Worker {
                 status: status.clone(),
                 producer: producer.clone(),
                 topics: topics.clone(),
-                topic_wait: config.kafka.topic_wait,
+                kafka: config.kafka.clone(),
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
             });

@@ -43,8 +43,8 @@ pub struct KindRuntime {
     pub status: StatusWriter,
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub topics: Topics,
-    /// `kafka.topic_wait`.
-    pub topic_wait: Duration,
+    /// For the start-up wait for the kind's topics.
+    pub kafka: sluice_core::config::KafkaConfig,
     pub metrics: WorkerMetrics,
     pub shutdown: CancellationToken,
 }
