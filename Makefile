@@ -13,17 +13,17 @@ DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: ## install what the project needs (Rust toolchain check, Redis, kcat, Kafka jars)
+setup: ## install what the project needs (Rust toolchain check, Redis, kcat, Kafka jars, Mailpit)
 	@command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup" >&2; exit 1; }
 	@deploy/env.sh fetch
 
-env-up: ## start Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379); no-op when running
+env-up: ## start Kafka (KRaft, 127.0.0.1:9092), Redis (127.0.0.1:6379) and Mailpit (SMTP :1025, API :8025); no-op when running
 	@deploy/env.sh up
 
-env-down: ## stop Kafka and Redis
+env-down: ## stop Kafka, Redis, Mailpit (and s3 if started)
 	@deploy/env.sh down
 
-env-clean: ## stop both and delete Kafka's data and the logs
+env-clean: ## stop everything and delete its data and the logs
 	@deploy/env.sh clean
 
 env-status:
@@ -39,11 +39,13 @@ run: env-up build ## the whole pipeline on this machine: env, topics, api + work
 	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics"
 	@echo "  queue health: curl localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"
 	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
-	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka and Redis."
+	@echo "  email: curl -si -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"subject\":\"hi\",\"text\":\"hello\"}'"
+	@echo "         what arrived: http://127.0.0.1:8025/api/v1/messages (Mailpit)"
+	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka, Redis and Mailpit."
 	@echo
 	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} exec $(SLUICE_DEBUG) all
 
-test: ## start Kafka and Redis if needed, run every test, stop what this target started
+test: ## start Kafka, Redis and Mailpit if needed, run every test, stop what this target started
 	@deploy/test.sh
 
 lint: ## formatting and clippy, warnings are errors

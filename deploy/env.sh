@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Local environment for sluice: a real single-node KRaft Kafka broker (jars from Maven Central,
-# since there is no Docker engine here) and a real Redis, both on loopback.
+# Local environment for sluice, all on loopback and with no Docker engine: a real single-node
+# KRaft Kafka broker (jars from Maven Central), a real Redis, Mailpit (an SMTP server that keeps
+# what it receives, built from the Go module proxy) and s3s-fs (an S3-compatible object store on
+# the file system, built from crates.io).
 #
 #   deploy/env.sh up | down | status | clean | fetch
+#     (up and fetch: kafka, redis, mailpit; s3 only by s3-start until a job kind stores objects,
+#      since building it costs a fresh machine ~5 minutes. down, status, clean: all four)
 #   deploy/env.sh kafka-start | kafka-stop | redis-start | redis-stop
+#   deploy/env.sh mailpit-start | mailpit-stop | s3-start | s3-stop
 #
-# Everything it writes stays inside the repo: .cache/ (jars, broker data, pids) and logs/.
-# Kafka data survives kafka-stop/kafka-start and down/up; only `clean` deletes it.
+#   kafka    127.0.0.1:9092                  redis  127.0.0.1:6379
+#   mailpit  SMTP 127.0.0.1:1025, any or no AUTH; API http://127.0.0.1:8025/api/v1/ (chaos on)
+#   s3       http://127.0.0.1:9000, path-style; access key sluice, secret sluice-dev-secret,
+#            region us-east-1; bucket sluice
+#
+# Everything it writes stays inside the repo, .cache/ (jars, binaries, Go caches, data, pids) and
+# logs/, but for cargo's own registry cache (~/.cargo) and the build dir s3s-fs compiles in (under
+# /tmp, removed once installed). Data survives stop/start and down/up; only `clean` deletes it.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/deploy/kafka/common.sh"
@@ -20,8 +31,27 @@ REDIS_DIR="$CACHE/redis"
 REDIS_PIDFILE="$REDIS_DIR/redis.pid"
 READY_TIMEOUT=60 STOP_TIMEOUT=30
 
+MAILPIT_VERSION=v1.33.1
+MAILPIT_HOST=127.0.0.1 MAILPIT_SMTP_PORT=1025 MAILPIT_HTTP_PORT=8025
+MAILPIT_BIN="$CACHE/bin/mailpit"
+MAILPIT_DIR="$CACHE/mailpit"
+MAILPIT_PIDFILE="$CACHE/mailpit.pid"
+GO_HOME="$CACHE/go" # GOPATH, module cache and build cache of `go install`
+S3S_VERSION=0.14.1  # newest s3s-fs whose rust-version (1.92) this toolchain meets; 0.15+ need 1.96
+S3_HOST=127.0.0.1 S3_PORT=9000 S3_REGION=us-east-1 S3_BUCKET=sluice
+S3_ACCESS_KEY=sluice S3_SECRET_KEY=sluice-dev-secret
+S3S_ROOT="$CACHE/s3s-fs"
+S3S_BIN="$S3S_ROOT/bin/s3s-fs"
+S3_DATA="$CACHE/s3-data"
+S3_PIDFILE="$CACHE/s3.pid"
+AUX_READY_TIMEOUT=20 AUX_STOP_TIMEOUT=10
+
 # Plain TCP probes via bash, so status checks cost no JVM start and need no redis-cli.
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+redis_loading() {
+  timeout 1 bash -c "exec 3<>/dev/tcp/$REDIS_HOST/$REDIS_PORT && printf 'PING\r\n' >&3 &&
+    IFS= read -r reply <&3 && [[ \$reply == -LOADING* ]]" 2>/dev/null
+}
 redis_ping() {
   timeout 1 bash -c "exec 3<>/dev/tcp/$REDIS_HOST/$REDIS_PORT && printf 'PING\r\n' >&3 &&
     IFS= read -r reply <&3 && [[ \$reply == +PONG* ]]" 2>/dev/null
@@ -141,8 +171,11 @@ redis_start() {
   redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" \
     --dir "$REDIS_DIR" --pidfile "$REDIS_PIDFILE" --logfile "$LOGS/redis.log" \
     --save '' --appendonly yes --appendfsync everysec 9>&-
-  local deadline=$((SECONDS + 10))
+  # A big append-only file takes a while to load (Redis answers -LOADING meanwhile): that is
+  # progress, so it gets longer than a Redis that does not answer at all.
+  local deadline=$((SECONDS + 10)) loading_deadline=$((SECONDS + 180))
   until redis_ping; do
+    if redis_loading && ((SECONDS < loading_deadline)); then sleep 0.5; continue; fi
     ((SECONDS < deadline)) || { tail -n 20 "$LOGS/redis.log" >&2; die "redis did not answer PING"; }
     sleep 0.1
   done
@@ -179,6 +212,237 @@ ensure_kcat() {
   apt_install kcat || say "kcat: install failed; continuing without it"
 }
 
+# --- Mailpit and s3s-fs: single Go / Rust binaries, started straight from .cache/ -------------
+
+# Whether PID is (still) a process started from BIN: the cmdline names it, which also rules out
+# a reused pid and a zombie (whose cmdline is empty).
+runs_bin() {
+  local cmd
+  cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true)"
+  [[ $cmd == "$2 "* ]]
+}
+
+# The pid of the server this repo started from BIN: the pid file if it still names that binary,
+# else any process running it (the binaries live in this repo's .cache/, so it is ours).
+bin_pid() {
+  local pidfile=$1 bin=$2 pid p
+  if [[ -f $pidfile ]]; then
+    pid="$(<"$pidfile")"
+    [[ $pid =~ ^[0-9]+$ ]] && runs_bin "$pid" "$bin" && { echo "$pid"; return 0; }
+  fi
+  for p in /proc/[0-9]*; do
+    runs_bin "${p#/proc/}" "$bin" && { echo "${p#/proc/}"; return 0; }
+  done
+  return 1
+}
+
+# stop_bin NAME PIDFILE BIN HOST PORT: SIGTERM (both servers exit cleanly on it), SIGKILL if hung.
+stop_bin() {
+  local name=$1 pidfile=$2 bin=$3 host=$4 port=$5 pid
+  if ! pid="$(bin_pid "$pidfile" "$bin")"; then
+    rm -f "$pidfile"
+    if port_open "$host" "$port"; then
+      say "$name: $host:$port is served by a process this script did not start; leaving it"
+    else
+      say "$name: not running"
+    fi
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + AUX_STOP_TIMEOUT))
+  while runs_bin "$pid" "$bin" && ((SECONDS < deadline)); do sleep 0.1; done
+  if runs_bin "$pid" "$bin"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    say "$name: did not stop within ${AUX_STOP_TIMEOUT}s; killed pid $pid"
+  else
+    say "$name: stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+# aux_fail NAME LOG FROM WHY [PID]: what this start wrote to the log (from byte FROM on) says
+# why the server did not come up. One that started but never got ready is killed, so it does not
+# hold the port while status says down (PID is this script's own child: no reused pid).
+aux_fail() {
+  if [[ -n ${5:-} ]]; then kill -KILL "$5" 2>/dev/null || true; fi
+  {
+    say "$1: $4"
+    tail -c "+$3" "$2" 2>/dev/null | tail -n 15
+    say "$1: full log in ${2#"$REPO"/}"
+  } >&2 || true
+  exit 1
+}
+
+# Where this start's lines begin in an appended log.
+log_end() { echo $(($(stat -c %s "$1" 2>/dev/null || echo 0) + 1)); }
+
+ensure_curl() {
+  command -v curl >/dev/null && return 0
+  say "curl: installing (apt)"
+  apt_install curl || die "could not install curl"
+}
+
+# The readiness probes of both servers use curl; without it, status can only look at the ports.
+have_curl() { command -v curl >/dev/null; }
+
+# A real SMTP greeting, not just an open port (bash's /dev/tcp again: no client needed).
+smtp_banner() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/$MAILPIT_HOST/$MAILPIT_SMTP_PORT && IFS= read -r line <&3 &&
+    printf 'QUIT\r\n' >&3 && [[ \$line == 220* ]]" 2>/dev/null
+}
+
+# /readyz answers 200 once the database is open and both listeners are up.
+mailpit_ready() {
+  curl -fsS -m 2 -o /dev/null "http://$MAILPIT_HOST:$MAILPIT_HTTP_PORT/readyz" 2>/dev/null && smtp_banner
+}
+
+# go records the module version in the binary; `mailpit version` would only say "dev" (and ask
+# GitHub for the latest release). Without go there is no reading it (nor a rebuild): take it.
+mailpit_installed() {
+  [[ -x $MAILPIT_BIN ]] || return 1
+  command -v go >/dev/null || return 0
+  [[ "$(go version -m "$MAILPIT_BIN" 2>/dev/null | awk '$1 == "mod" { print $3 }')" == "$MAILPIT_VERSION" ]]
+}
+
+mailpit_install() {
+  mailpit_installed && return 0
+  command -v go >/dev/null || die "mailpit: go is needed to build github.com/axllent/mailpit@$MAILPIT_VERSION"
+  say "mailpit: building github.com/axllent/mailpit@$MAILPIT_VERSION into ${MAILPIT_BIN#"$REPO"/} (once; a few minutes)"
+  mkdir -p "$LOGS" "${MAILPIT_BIN%/*}" "$GO_HOME"
+  local log="$LOGS/mailpit-install.log" t0=$SECONDS
+  # Caches under .cache/go so a rebuild is cached and needs no ~/go; -modcacherw so `rm -rf
+  # .cache` works without root; GOTOOLCHAIN=local: a too-old go fails clearly, fetches nothing.
+  if ! GOPATH="$GO_HOME" GOMODCACHE="$GO_HOME/mod" GOCACHE="$GO_HOME/build" GOBIN="${MAILPIT_BIN%/*}" \
+       GOTOOLCHAIN=local GOFLAGS="-modcacherw ${GOFLAGS:-}" \
+       go install "github.com/axllent/mailpit@$MAILPIT_VERSION" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "mailpit: go install failed (full output: ${log#"$REPO"/})"
+  fi
+  mailpit_installed || die "mailpit: installed binary does not report $MAILPIT_VERSION"
+  say "mailpit: built in $((SECONDS - t0))s"
+}
+
+mailpit_start() {
+  ensure_curl
+  if mailpit_ready; then
+    say "mailpit: already up on $MAILPIT_HOST:$MAILPIT_SMTP_PORT (http $MAILPIT_HTTP_PORT)"; return 0
+  fi
+  mailpit_install
+  mkdir -p "$MAILPIT_DIR" "$LOGS"
+  local log="$LOGS/mailpit.log" from
+  from="$(log_end "$log")"
+  # A database file rather than Mailpit's default throwaway one in /tmp: messages survive a
+  # restart like everything else here, and a start is ~0.1s either way. Any AUTH (or none) is
+  # accepted, over plain SMTP too; no reverse DNS (no DNS here); no GitHub version checks. Chaos
+  # is enabled but idle (0%) until a test sets it via PUT /api/v1/chaos.
+  setsid nohup "$MAILPIT_BIN" --database "$MAILPIT_DIR/mailpit.db" \
+    --listen "$MAILPIT_HOST:$MAILPIT_HTTP_PORT" --smtp "$MAILPIT_HOST:$MAILPIT_SMTP_PORT" \
+    --smtp-auth-accept-any --smtp-auth-allow-insecure --smtp-disable-rdns \
+    --disable-version-check --enable-chaos >>"$log" 2>&1 </dev/null 9>&- &
+  echo $! >"$MAILPIT_PIDFILE"
+  local pid=$! deadline=$((SECONDS + AUX_READY_TIMEOUT))
+  until mailpit_ready; do
+    kill -0 "$pid" 2>/dev/null || aux_fail mailpit "$log" "$from" "exited during startup"
+    ((SECONDS < deadline)) || aux_fail mailpit "$log" "$from" "not ready after ${AUX_READY_TIMEOUT}s" "$pid"
+    sleep 0.1
+  done
+  say "mailpit: started, SMTP $MAILPIT_HOST:$MAILPIT_SMTP_PORT, http://$MAILPIT_HOST:$MAILPIT_HTTP_PORT ($MAILPIT_VERSION, pid $pid)"
+}
+
+mailpit_stop() { stop_bin mailpit "$MAILPIT_PIDFILE" "$MAILPIT_BIN" "$MAILPIT_HOST" "$MAILPIT_HTTP_PORT"; }
+
+# SigV4-signed requests with the dev credentials, path-style (s3s-fs is started without --domain).
+# curl 7.x does not send x-amz-content-sha256, which S3 (and s3s) require; curl signs it with
+# the rest when it is given.
+s3_curl() {
+  curl -sS -m 5 --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+s3_code() { s3_curl -o /dev/null -w '%{http_code}' "$@" 2>/dev/null; }
+
+# A signed ListBuckets: proves an S3 server is up and takes our credentials.
+s3_ready() {
+  local body
+  body="$(s3_curl -f "http://$S3_HOST:$S3_PORT/" 2>/dev/null)" && [[ $body == *"<ListAllMyBucketsResult"* ]]
+}
+
+# Created through the API (not mkdir), so this holds for any S3 server.
+s3_bucket() {
+  local code
+  code="$(s3_code -I "http://$S3_HOST:$S3_PORT/$S3_BUCKET")"
+  [[ $code == 200 ]] && return 0
+  [[ $code == 404 ]] && code="$(s3_code -X PUT "http://$S3_HOST:$S3_PORT/$S3_BUCKET")"
+  [[ $code == 200 ]] || { say "s3: bucket $S3_BUCKET: HTTP $code" >&2; return 1; }
+}
+
+s3_installed() {
+  [[ -x $S3S_BIN && "$("$S3S_BIN" --version 2>/dev/null)" == "s3s-fs $S3S_VERSION" ]]
+}
+
+s3_install() {
+  s3_installed && return 0
+  command -v cargo >/dev/null || die "s3: cargo is needed to build s3s-fs $S3S_VERSION"
+  say "s3: building s3s-fs $S3S_VERSION from crates.io into ${S3S_ROOT#"$REPO"/} (once; a few minutes)"
+  mkdir -p "$LOGS"
+  local log="$LOGS/s3s-fs-install.log" t0=$SECONDS target="${TMPDIR:-/tmp}/sluice-s3s-fs-target"
+  # Run from / so neither the repo's cargo config nor its target/ is involved; --force because a
+  # half-finished earlier install may be recorded in .crates.toml.
+  if ! (cd / && CARGO_TARGET_DIR="$target" cargo install s3s-fs --version "$S3S_VERSION" --locked \
+          --features binary --root "$S3S_ROOT" --force) >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "s3: cargo install s3s-fs failed (full output: ${log#"$REPO"/}; build dir $target kept)"
+  fi
+  rm -rf "$target"
+  s3_installed || die "s3: installed s3s-fs does not report $S3S_VERSION"
+  say "s3: built in $((SECONDS - t0))s"
+}
+
+s3_start() {
+  ensure_curl
+  if s3_ready; then s3_bucket; say "s3: already up on http://$S3_HOST:$S3_PORT"; return 0; fi
+  s3_install
+  mkdir -p "$S3_DATA" "$LOGS"
+  local log="$LOGS/s3.log" from
+  from="$(log_end "$log")"
+  # Buckets are directories of S3_DATA, objects files; writes go to a temp file and are renamed
+  # into place, so SIGTERM (which s3s-fs does not catch) loses nothing that was acknowledged.
+  # Its log is one multi-line record per event; S3S_LOG=debug (a RUST_LOG filter) shows requests.
+  RUST_LOG="${S3S_LOG:-info}" setsid nohup "$S3S_BIN" --host "$S3_HOST" --port "$S3_PORT" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$S3_DATA" \
+    >>"$log" 2>&1 </dev/null 9>&- &
+  echo $! >"$S3_PIDFILE"
+  local pid=$! deadline=$((SECONDS + AUX_READY_TIMEOUT))
+  until s3_ready; do
+    kill -0 "$pid" 2>/dev/null || aux_fail s3 "$log" "$from" "exited during startup"
+    ((SECONDS < deadline)) || aux_fail s3 "$log" "$from" "not ready after ${AUX_READY_TIMEOUT}s" "$pid"
+    sleep 0.1
+  done
+  s3_bucket || aux_fail s3 "$log" "$from" "could not create bucket $S3_BUCKET" "$pid"
+  say "s3: started on http://$S3_HOST:$S3_PORT, bucket $S3_BUCKET (s3s-fs $S3S_VERSION, pid $pid)"
+}
+
+s3_stop() { stop_bin s3 "$S3_PIDFILE" "$S3S_BIN" "$S3_HOST" "$S3_PORT"; }
+
+aux_status() {
+  local pid up
+  if have_curl; then mailpit_ready && up=1 || up=0
+  else port_open "$MAILPIT_HOST" "$MAILPIT_SMTP_PORT" && up=1 || up=0; fi
+  if ((up)); then
+    pid="$(bin_pid "$MAILPIT_PIDFILE" "$MAILPIT_BIN" || echo "not ours")"
+    say "mailpit: up, SMTP $MAILPIT_HOST:$MAILPIT_SMTP_PORT, http://$MAILPIT_HOST:$MAILPIT_HTTP_PORT ($MAILPIT_VERSION, pid $pid)"
+  else
+    say "mailpit: down"
+  fi
+  if have_curl; then s3_ready && up=1 || up=0
+  else port_open "$S3_HOST" "$S3_PORT" && up=1 || up=0; fi
+  if ((up)); then
+    pid="$(bin_pid "$S3_PIDFILE" "$S3S_BIN" || echo "not ours")"
+    say "s3: up on http://$S3_HOST:$S3_PORT (s3s-fs $S3S_VERSION, pid $pid)"
+  else
+    say "s3: down"
+  fi
+}
+
 status() {
   local pid
   if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
@@ -188,10 +452,11 @@ status() {
     say "kafka: down"
   fi
   if redis_ping; then say "redis: up on $REDIS_HOST:$REDIS_PORT"; else say "redis: down"; fi
+  aux_status
 }
 
 usage() {
-  sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0" >&2
   exit 2
 }
 
@@ -203,17 +468,23 @@ exec 9>"$CACHE/env.lock"
 flock 9
 
 case "${1:-}" in
-  up)          ensure_redis; ensure_kcat; kafka_fetch; redis_start; kafka_start ;;
-  down)        kafka_stop; redis_stop ;;
-  kafka-start) kafka_start ;;
-  kafka-stop)  kafka_stop ;;
-  redis-start) redis_start ;;
-  redis-stop)  redis_stop ;;
-  status)      status ;;
-  fetch)       kafka_fetch ;;
+  up)
+    ensure_redis; ensure_kcat; kafka_fetch; mailpit_install
+    redis_start; kafka_start; mailpit_start ;;
+  down)          kafka_stop; redis_stop; mailpit_stop; s3_stop ;;
+  kafka-start)   kafka_start ;;
+  kafka-stop)    kafka_stop ;;
+  redis-start)   redis_start ;;
+  redis-stop)    redis_stop ;;
+  mailpit-start) mailpit_start ;;
+  mailpit-stop)  mailpit_stop ;;
+  s3-start)      s3_start ;;
+  s3-stop)       s3_stop ;;
+  status)        status ;;
+  fetch)         kafka_fetch; mailpit_install ;;
   clean)
-    kafka_stop; redis_stop
-    rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$REDIS_DIR" "$LOGS"
-    say "clean: removed broker data and logs (jar cache kept)" ;;
+    kafka_stop; redis_stop; mailpit_stop; s3_stop
+    rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$REDIS_DIR" "$MAILPIT_DIR" "$S3_DATA" "$LOGS"
+    say "clean: removed broker, redis, mailpit and s3 data and logs (jars and binaries kept)" ;;
   *) usage ;;
 esac

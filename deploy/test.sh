@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: every test against a real Kafka broker and a real Redis. Starts whichever of the
-# two is not running and stops, afterwards, only what it started.
+# `make test`: every test against a real Kafka broker, a real Redis and a real SMTP server
+# (Mailpit). Starts whichever of them is not running and stops, afterwards, only what it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -10,6 +10,7 @@ stop_after() {
   local rc=$?
   if [[ $was_up != *"kafka: up"* ]]; then deploy/env.sh kafka-stop || true; fi
   if [[ $was_up != *"redis: up"* ]]; then deploy/env.sh redis-stop || true; fi
+  if [[ $was_up != *"mailpit: up"* ]]; then deploy/env.sh mailpit-stop || true; fi
   exit "$rc"
 }
 trap stop_after EXIT

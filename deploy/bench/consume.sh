@@ -48,8 +48,10 @@ run_worker() {
   local prefix=$1 kinds=$2 total=$3 port
   shift 3
   port="$(free_port)"
+  # A short status TTL: each run writes a status per job, and a week of benchmark keys would
+  # leave the dev Redis slower (and bigger) for every run after it.
   env SLUICE__TOPICS__PREFIX="$prefix" SLUICE__WORKER__METRICS_LISTEN="127.0.0.1:$port" \
-    SLUICE__LOG__LEVEL=warn "$@" "$SLUICE" worker --kinds "$kinds" >"$TMP/worker.log" 2>&1 &
+    SLUICE__REDIS__STATUS_TTL=10m SLUICE__LOG__LEVEL=warn "$@" "$SLUICE" worker --kinds "$kinds" >"$TMP/worker.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   local low=$((total / 10)) high=$((total * 9 / 10)) t_low="" t_high="" done=0 deadline=$((SECONDS + 600))

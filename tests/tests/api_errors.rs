@@ -48,7 +48,25 @@ async fn each_bad_input_gets_its_status_and_a_message_and_nothing_is_enqueued() 
         ("noop", r#"{"sleep_ms":"soon"}"#, 400, "field `sleep_ms`"),
         ("noop", r#"{"priority":"urgent"}"#, 400, "field `priority`"),
         ("noop", r#"{"key":17}"#, 400, "field `key`"),
-        ("email", "{}", 404, "unknown job kind `email`"),
+        ("fax", "{}", 404, "unknown job kind `fax`"),
+        (
+            "email",
+            r#"{"to":[],"subject":"x","text":"y"}"#,
+            400,
+            "field `to`",
+        ),
+        (
+            "email",
+            r#"{"to":["a@example.com"],"subject":"x\r\nBcc: b@example.com","text":"y"}"#,
+            400,
+            "field `subject`",
+        ),
+        (
+            "email",
+            r#"{"to":["a@example.com"],"template":"../../etc/passwd"}"#,
+            400,
+            "field `template`",
+        ),
         (
             "noop",
             too_large.as_str(),
@@ -110,7 +128,7 @@ async fn each_bad_input_gets_its_status_and_a_message_and_nothing_is_enqueued() 
     let metrics = sluice_tests::get_text(&http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains(
-            r#"sluice_http_requests_total{route="/v1/jobs/{kind_or_id}",status="400"} 10"#
+            r#"sluice_http_requests_total{route="/v1/jobs/{kind_or_id}",status="400"} 13"#
         ),
         "{metrics}"
     );

@@ -85,9 +85,9 @@ async fn publish_json_prints_the_job_id_and_unknown_kinds_fail() {
     assert!(printed["job_id"].as_str().is_some_and(|id| id.len() == 36));
     assert_eq!(env.record_count(&env.topics().jobs("noop")), 1);
 
-    let unknown = sluice(&env, &["publish", "email", "--json", "{}"]);
+    let unknown = sluice(&env, &["publish", "fax", "--json", "{}"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown job kind `email`"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown job kind `fax`"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,7 +160,7 @@ async fn dead_letters_over_http_and_purge() {
         .await
         .unwrap();
     assert_eq!(ambiguous.status(), 400);
-    let unknown = http.get(format!("{base}/email")).send().await.unwrap();
+    let unknown = http.get(format!("{base}/fax")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 
     let (ok, shown) = sluice(&env, &["dlq", "show", "noop", "0"]);

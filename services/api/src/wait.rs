@@ -1,9 +1,9 @@
 //! `GET /v1/jobs/{id}?wait=10s`: answers once the job is final (`succeeded`, `dead_lettered`) or
 //! the wait is over, so a client that needs the outcome does not poll. Waiting costs no thread:
 //! each waiter is a parked future on a oneshot channel, woken by one Redis pub/sub subscription
-//! per api process (workers publish the job id on `StatusStore::final_channel` when they write a
-//! final status). A missed message (the subscription was reconnecting) only delays a waiter to
-//! the next re-check, once a second.
+//! per api process (workers publish the ids of the jobs that became final on
+//! `StatusStore::final_channel`, one message per status batch). A missed message (the
+//! subscription was reconnecting) only delays a waiter to the next re-check, once a second.
 
 use std::{
     collections::HashMap,
@@ -104,8 +104,10 @@ impl JobWaiters {
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
-            if let Ok(job_id) = message.get_payload::<String>() {
-                self.wake(&job_id);
+            if let Ok(job_ids) = message.get_payload::<String>() {
+                for job_id in job_ids.split('\n') {
+                    self.wake(job_id);
+                }
             }
         }
         Ok(())

@@ -106,6 +106,17 @@ pub struct Decoded {
 pub struct SchemaRegistry {
     by_type: BTreeMap<String, Vec<Arc<SchemaVersion>>>,
     by_fingerprint: HashMap<u64, Arc<SchemaVersion>>,
+    /// For records written with their type's newest version (nearly all of them): a reader with
+    /// the schema's names resolved once, since nothing needs resolving between versions.
+    newest_readers: HashMap<u64, NewestReader>,
+}
+
+struct NewestReader(apache_avro::GenericSingleObjectReader);
+
+impl std::fmt::Debug for NewestReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewestReader")
+    }
 }
 
 impl SchemaRegistry {
@@ -146,12 +157,22 @@ impl SchemaRegistry {
             }
             by_type.entry(type_name.to_owned()).or_default().push(entry);
         }
+        let mut newest_readers = HashMap::new();
         for versions in by_type.values_mut() {
             versions.sort_by_key(|v| v.version);
+            let newest = versions.last().expect("a type has a version");
+            let reader = apache_avro::GenericSingleObjectReader::new(newest.schema.clone())
+                .map_err(|source| SchemaError::Parse {
+                    type_name: newest.type_name.clone(),
+                    version: newest.version,
+                    source,
+                })?;
+            newest_readers.insert(newest.fingerprint, NewestReader(reader));
         }
         Ok(Self {
             by_type,
             by_fingerprint,
+            newest_readers,
         })
     }
 
@@ -201,21 +222,54 @@ impl SchemaRegistry {
                 found: writer.type_name.clone(),
             });
         }
-        let reader = self.latest(type_name).expect("writer's type has versions");
-        let mut body = &bytes[HEADER_LEN..];
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, Some(&reader.schema))
-            .map_err(|e| DecodeError::Body {
+        let mut body = EndGuard {
+            rest: &bytes[HEADER_LEN..],
+            ran_out: false,
+        };
+        let decoded = match self.newest_readers.get(&writer.fingerprint) {
+            Some(newest) => {
+                // Its own header check, on the same 10 bytes already matched above.
+                body.rest = bytes;
+                newest.0.read_value(&mut body)
+            }
+            None => {
+                let reader = self.latest(type_name).expect("writer's type has versions");
+                apache_avro::from_avro_datum(&writer.schema, &mut body, Some(&reader.schema))
+            }
+        };
+        let body_error = |message: String| DecodeError::Body {
             type_name: writer.type_name.clone(),
             version: writer.version,
-            message: e.to_string(),
-        })?;
-        if !body.is_empty() {
-            return Err(DecodeError::TrailingBytes(body.len()));
+            message,
+        };
+        let value = decoded.map_err(|e| body_error(e.to_string()))?;
+        if body.ran_out {
+            return Err(body_error("the record ends early".into()));
+        }
+        if !body.rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(body.rest.len()));
         }
         Ok(Decoded {
             value,
             writer: writer.clone(),
         })
+    }
+}
+
+/// The record's bytes, noting whether the decoder asked for more than there is: apache_avro
+/// reads a string, boolean or union cut short by the end of input as `null` instead of failing,
+/// so without this a truncated record could decode "successfully".
+struct EndGuard<'a> {
+    rest: &'a [u8],
+    ran_out: bool,
+}
+
+impl std::io::Read for EndGuard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.ran_out = true;
+        }
+        self.rest.read(buf)
     }
 }
 

@@ -16,9 +16,9 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, problem: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
-            field: field.to_owned(),
+            field: field.into(),
             problem: problem.into(),
         }
     }
@@ -217,7 +217,7 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
                 .as_object()
                 .ok_or_else(|| expected(path, "an object", json))?;
             if let Some(unknown) = object.keys().find(|k| !r.lookup.contains_key(*k)) {
-                return Err(FieldError::new(&child(path, unknown), "unknown field"));
+                return Err(FieldError::new(child(path, unknown), "unknown field"));
             }
             let mut fields = Vec::with_capacity(r.fields.len());
             for field in &r.fields {

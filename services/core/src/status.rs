@@ -1,14 +1,19 @@
-//! Job status in Redis: one hash per job, `<prefix>job:<id>`, expiring `status_ttl` after its
-//! last change. Kafka holds the work; this is only what `GET /v1/jobs/{id}` reports.
+//! Job status in Redis: one JSON string per job, `<prefix>job:<id>`, expiring `status_ttl` after
+//! its last change. Kafka holds the work; this is only what `GET /v1/jobs/{id}` reports.
+//!
+//! A string written whole with one `SET … PX` (rather than a hash plus an expiry) is one command
+//! per change: the worker's throughput was bound by Redis's time for these writes. Every update
+//! therefore carries every field, `last_error` included (a retry carries its previous error in
+//! its headers).
 
 use std::time::Duration;
 
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
-use serde::Serialize;
+use redis::{aio::ConnectionManager, AsyncCommands};
+use serde::{Deserialize, Serialize};
 
 use crate::{config::RedisConfig, headers::now_millis};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -33,18 +38,6 @@ impl Status {
             Status::DeadLettered => "dead_lettered",
         }
     }
-
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Status::Queued,
-            Status::Running,
-            Status::Retrying,
-            Status::Succeeded,
-            Status::DeadLettered,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
 }
 
 /// What `GET /v1/jobs/{id}` returns.
@@ -68,7 +61,7 @@ pub struct StatusUpdate {
     pub kind: String,
     pub status: Status,
     pub attempts: u32,
-    /// Kept as `last_error`.
+    /// Stored as `last_error`: this attempt's error, or the previous attempt's.
     pub error: Option<String>,
     /// The handler's result, once succeeded.
     pub result: Option<serde_json::Value>,
@@ -85,6 +78,20 @@ pub async fn connect(config: &RedisConfig) -> redis::RedisResult<ConnectionManag
         .set_number_of_retries(3)
         .set_max_delay(1000);
     ConnectionManager::new_with_config(client, settings).await
+}
+
+/// The stored form of a job's status (its id is in the key).
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    status: Status,
+    attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    last_error: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<serde_json::Value>,
+    updated_at: i64,
 }
 
 #[derive(Clone)]
@@ -112,8 +119,9 @@ impl StatusStore {
         format!("{}job:{job_id}", self.key_prefix)
     }
 
-    /// The pub/sub channel a job's id is published on when it reaches a final status, so
-    /// `GET /v1/jobs/{id}?wait=` answers at once instead of polling.
+    /// The pub/sub channel on which the ids of jobs that reached a final status are published
+    /// (one message per status batch, ids separated by newlines), so `GET /v1/jobs/{id}?wait=`
+    /// answers at once instead of polling.
     pub fn final_channel(&self) -> String {
         format!("{}job-final", self.key_prefix)
     }
@@ -121,68 +129,68 @@ impl StatusStore {
     /// Records a job as queued unless a worker already recorded progress: the API writes this
     /// after Kafka's acknowledgement, which can come after a fast worker has started the job.
     pub async fn mark_queued(&self, job_id: &str, kind: &str) -> redis::RedisResult<()> {
-        static SCRIPT: &str = r"
-            if redis.call('EXISTS', KEYS[1]) == 0 then
-              redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'status', 'queued', 'attempts', 0, 'updated_at', ARGV[2])
-              redis.call('PEXPIRE', KEYS[1], ARGV[3])
-            end
-            return 0";
-        Script::new(SCRIPT)
-            .key(self.key(job_id))
-            .arg(kind)
-            .arg(now_millis())
+        let queued = Stored {
+            kind: kind.into(),
+            status: Status::Queued,
+            attempts: 0,
+            last_error: None,
+            result: None,
+            updated_at: now_millis(),
+        };
+        redis::cmd("SET")
+            .arg(self.key(job_id))
+            .arg(serde_json::to_string(&queued).expect("status serializes"))
+            .arg("NX")
+            .arg("PX")
             .arg(self.ttl.as_millis() as u64)
-            .invoke_async::<()>(&mut self.redis.clone())
+            .query_async::<()>(&mut self.redis.clone())
             .await
     }
 
-    /// Adds the commands of one job's status change to `pipe` (`StatusWriter` sends many in one
-    /// round trip): one HSET (atomic by itself), the expiry, and for a final status the
-    /// notification `GET /v1/jobs/{id}?wait=` listens for.
-    pub fn add_to(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {
-        let key = self.key(&update.job_id);
-        let mut fields = vec![
-            ("kind", update.kind.clone()),
-            ("status", update.status.as_str().to_owned()),
-            ("attempts", update.attempts.to_string()),
-            ("updated_at", now_millis().to_string()),
-        ];
-        if let Some(error) = &update.error {
-            fields.push(("last_error", error.clone()));
-        }
-        if let Some(result) = &update.result {
-            fields.push(("result", result.to_string()));
-        }
-        pipe.hset_multiple(&key, &fields).ignore();
-        pipe.pexpire(&key, self.ttl.as_millis() as i64).ignore();
-        if update.status.is_final() {
-            pipe.publish(self.final_channel(), &update.job_id).ignore();
+    /// Adds the one command of one job's status change to `pipe` (`StatusWriter` sends many in
+    /// one round trip).
+    pub fn add_to(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate, now: i64) {
+        let stored = Stored {
+            kind: update.kind.as_str().into(),
+            status: update.status,
+            attempts: update.attempts,
+            last_error: update.error.as_deref().map(Into::into),
+            result: update.result.clone(),
+            updated_at: now,
+        };
+        pipe.cmd("SET")
+            .arg(self.key(&update.job_id))
+            .arg(serde_json::to_string(&stored).expect("status serializes"))
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .ignore();
+    }
+
+    /// Adds the one notification of a batch naming every job in it that became final.
+    pub fn add_final_notice(&self, pipe: &mut redis::Pipeline, job_ids: &[&str]) {
+        if !job_ids.is_empty() {
+            pipe.publish(self.final_channel(), job_ids.join("\n"))
+                .ignore();
         }
     }
 
     pub async fn get(&self, job_id: &str) -> redis::RedisResult<Option<JobStatus>> {
-        let fields: std::collections::HashMap<String, String> =
-            self.redis.clone().hgetall(self.key(job_id)).await?;
-        let Some(status) = fields.get("status").and_then(|s| Status::parse(s)) else {
+        let stored: Option<String> = self.redis.clone().get(self.key(job_id)).await?;
+        // Unreadable (written by something else) reads as unknown rather than failing the api.
+        let Some(stored) = stored.and_then(|s| {
+            serde_json::from_str::<Stored>(&s).ok().map(|s| JobStatus {
+                job_id: job_id.to_owned(),
+                kind: s.kind.into_owned(),
+                status: s.status,
+                attempts: s.attempts,
+                last_error: s.last_error.map(|e| e.into_owned()),
+                result: s.result,
+                updated_at: s.updated_at,
+            })
+        }) else {
             return Ok(None);
         };
-        Ok(Some(JobStatus {
-            job_id: job_id.to_owned(),
-            kind: fields.get("kind").cloned().unwrap_or_default(),
-            status,
-            attempts: fields
-                .get("attempts")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(0),
-            last_error: fields.get("last_error").cloned(),
-            result: fields
-                .get("result")
-                .and_then(|r| serde_json::from_str(r).ok()),
-            updated_at: fields
-                .get("updated_at")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(0),
-        }))
+        Ok(Some(stored))
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {

@@ -1,10 +1,13 @@
 //! Job status writes batched: every update goes through one channel to one task, which sends
 //! whatever has queued up meanwhile as one pipeline — one Redis round trip for many jobs, instead
-//! of one per job per state. Order is kept (one FIFO, one pipeline at a time), so a job's
-//! `running` can never land after its `succeeded`.
+//! of one per job per state. Order is kept (one FIFO, one pipeline at a time, and within a batch
+//! only a job's last update is written), so a job's `running` can never land after its
+//! `succeeded`.
 //!
-//! A worker does not wait for `running` (it is for people watching); it waits for a final status
-//! (bounded), so a job's outcome is in Redis before its offset is stored.
+//! A worker does not wait for `running` (it is for people watching). A final status carries a
+//! completion that runs once its batch was written (or failed, or timed out): the worker stores
+//! the job's offset there, so an outcome is in Redis before its offset is stored, without the
+//! job's slot waiting for the round trip.
 
 use std::time::Duration;
 
@@ -16,94 +19,193 @@ use crate::status::{StatusStore, StatusUpdate};
 const MAX_BATCH: usize = 1024;
 /// Updates waiting at most; a sender waits when Redis falls this far behind.
 const QUEUE: usize = 16 * 1024;
+/// A batch write taking longer than this counts as failed, so a hung Redis delays offsets by
+/// at most this much.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("job status write failed: {0}")]
 pub struct WriteError(String);
 
-struct Queued {
-    update: StatusUpdate,
-    written: Option<oneshot::Sender<Result<(), WriteError>>>,
+/// What runs once an update's batch was written (`Ok`) or given up on (`Err`).
+pub type Completion = Box<dyn FnOnce(Result<(), WriteError>) + Send>;
+
+enum Queued {
+    Update {
+        update: StatusUpdate,
+        done: Option<Completion>,
+    },
+    /// Answered once everything queued before it was written.
+    Flush(oneshot::Sender<()>),
 }
 
-/// The sending side; cheap to clone. The writing task ends when every clone is dropped.
+/// Writing tasks, each with its own queue; a job's updates always go to the same one (by its
+/// id), so their order holds, while one task's round trip overlaps another's batch building.
+const SHARDS: usize = 2;
+
+/// The sending side; cheap to clone. The writing tasks end when every clone is dropped.
 #[derive(Clone)]
 pub struct StatusWriter {
-    queue: mpsc::Sender<Queued>,
+    queues: std::sync::Arc<[mpsc::Sender<Queued>]>,
 }
 
 impl StatusWriter {
-    /// Starts the writing task on the current runtime.
+    /// Starts the writing tasks on the current runtime.
     pub fn start(store: StatusStore) -> Self {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, receiver));
-        Self { queue }
+        let queues = (0..SHARDS)
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(QUEUE / SHARDS);
+                tokio::spawn(write_batches(store.clone(), receiver));
+                queue
+            })
+            .collect();
+        Self { queues }
+    }
+
+    fn queue(&self, job_id: &str) -> &mpsc::Sender<Queued> {
+        // FNV-1a: cheap, and stable for the process's lifetime, which is all ordering needs.
+        let hash = job_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        &self.queues[(hash % SHARDS as u64) as usize]
     }
 
     /// Queues an update without waiting for Redis. When Redis is so far behind that the queue
     /// is full, the update is dropped: status is for people, and a job never waits for it.
     pub fn record_later(&self, update: StatusUpdate) {
         if self
-            .queue
-            .try_send(Queued {
-                update,
-                written: None,
-            })
+            .queue(&update.job_id)
+            .try_send(Queued::Update { update, done: None })
             .is_err()
         {
             tracing::debug!("status queue full; an intermediate status was not recorded");
         }
     }
 
+    /// Queues an update; `done` runs once its batch was written or failed. Waits only while the
+    /// queue is full (Redis far behind), at most `timeout`; then `done` runs at once with the
+    /// error, so a job is never held up by status for longer than that.
+    pub async fn record_then(&self, update: StatusUpdate, done: Completion, timeout: Duration) {
+        let queue = self.queue(&update.job_id).clone();
+        let queued = Queued::Update {
+            update,
+            done: Some(done),
+        };
+        let refused = match queue.try_send(queued) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(queued)) => {
+                match queue.send_timeout(queued, timeout).await {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendTimeoutError::Timeout(q)) => (q, "the queue stayed full"),
+                    Err(mpsc::error::SendTimeoutError::Closed(q)) => {
+                        (q, "the status writer stopped")
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(queued)) => (queued, "the status writer stopped"),
+        };
+        if let (
+            Queued::Update {
+                done: Some(done), ..
+            },
+            reason,
+        ) = refused
+        {
+            done(Err(WriteError(reason.to_owned())));
+        }
+    }
+
     /// Queues an update and waits until its batch was written, at most `timeout`.
     pub async fn record(&self, update: StatusUpdate, timeout: Duration) -> Result<(), WriteError> {
-        let (written, done) = oneshot::channel();
-        let queued = Queued {
-            update,
-            written: Some(written),
-        };
+        let (written, result) = oneshot::channel();
+        let done: Completion = Box::new(move |r| {
+            let _ = written.send(r);
+        });
         let wait = async {
-            self.queue
-                .send(queued)
+            self.record_then(update, done, timeout).await;
+            result
                 .await
-                .map_err(|_| WriteError("the status writer stopped".into()))?;
-            done.await
                 .map_err(|_| WriteError("the status writer stopped".into()))?
         };
         tokio::time::timeout(timeout, wait)
             .await
             .map_err(|_| WriteError(format!("no answer within {timeout:?}")))?
     }
+
+    /// Waits until every update queued before this call was written or given up on (so every
+    /// completion ran), at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) {
+        let flushes = self.queues.iter().map(|queue| async move {
+            let (flushed, wait) = oneshot::channel();
+            if queue.send(Queued::Flush(flushed)).await.is_ok() {
+                let _ = wait.await;
+            }
+        });
+        let _ = tokio::time::timeout(timeout, futures::future::join_all(flushes)).await;
+    }
 }
 
 async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // A job's `running` followed by its `succeeded` in the same batch: only the last one
-        // needs writing (it carries every field), which halves the writes of fast jobs.
-        let mut later = std::collections::HashSet::new();
-        let mut pipe = redis::pipe();
-        let mut writes = Vec::with_capacity(batch.len());
-        for queued in batch.iter().rev() {
-            let superseded = !later.insert(queued.update.job_id.as_str());
-            // An update carrying an error is kept: the later one would not repeat it.
-            writes.push(!superseded || queued.update.error.is_some());
+        let result = match pipeline(&store, &batch) {
+            Some(pipe) => write(&store, pipe).await,
+            None => Ok(()),
+        };
+        if let Err(e) = &result {
+            // Once per batch, not per job: the jobs go on, only their status is missing.
+            tracing::warn!(error = %e, jobs = batch.len(), "job status write failed");
         }
-        drop(later);
-        writes.reverse();
-        for (queued, write) in batch.iter().zip(writes) {
-            if write {
-                store.add_to(&mut pipe, &queued.update);
-            }
-        }
-        let result = pipe
-            .query_async::<()>(&mut store.connection())
-            .await
-            .map_err(|e| WriteError(e.to_string()));
         for queued in batch.drain(..) {
-            if let Some(written) = queued.written {
-                let _ = written.send(result.clone());
+            match queued {
+                Queued::Update {
+                    done: Some(done), ..
+                } => done(result.clone()),
+                Queued::Update { done: None, .. } => {}
+                Queued::Flush(flushed) => {
+                    let _ = flushed.send(());
+                }
             }
         }
+    }
+}
+
+/// One pipeline for the batch: only the last update of each job in it is written (each carries
+/// every field; `running` followed by `succeeded` is one write), and one notification names
+/// every job that became final.
+fn pipeline(store: &StatusStore, batch: &[Queued]) -> Option<redis::Pipeline> {
+    let updates: Vec<&StatusUpdate> = batch
+        .iter()
+        .filter_map(|queued| match queued {
+            Queued::Update { update, .. } => Some(update),
+            Queued::Flush(_) => None,
+        })
+        .collect();
+    if updates.is_empty() {
+        return None;
+    }
+    let mut later = std::collections::HashSet::with_capacity(updates.len());
+    let mut pipe = redis::pipe();
+    let mut finals = Vec::new();
+    let now = crate::headers::now_millis();
+    for update in updates.iter().rev() {
+        if !later.insert(update.job_id.as_str()) {
+            continue;
+        }
+        store.add_to(&mut pipe, update, now);
+        if update.status.is_final() {
+            finals.push(update.job_id.as_str());
+        }
+    }
+    store.add_final_notice(&mut pipe, &finals);
+    Some(pipe)
+}
+
+async fn write(store: &StatusStore, pipe: redis::Pipeline) -> Result<(), WriteError> {
+    let mut connection = store.connection();
+    let query = pipe.query_async::<()>(&mut connection);
+    match tokio::time::timeout(WRITE_TIMEOUT, query).await {
+        Ok(result) => result.map_err(|e| WriteError(e.to_string())),
+        Err(_) => Err(WriteError(format!("no answer within {WRITE_TIMEOUT:?}"))),
     }
 }

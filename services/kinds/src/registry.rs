@@ -24,6 +24,7 @@ use crate::kind::{HandlerType, KindError, Settings};
 pub static HANDLER_TYPES: &[&dyn HandlerType] = &[
     &crate::noop::Noop,
     &crate::webhook::Webhook,
+    &crate::email::Email,
     &crate::http::Http,
     &crate::custom::Custom,
 ];

@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, TopicsCommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

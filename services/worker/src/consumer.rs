@@ -22,7 +22,7 @@ use anyhow::Context;
 use rdkafka::{
     consumer::{CommitMode, Consumer},
     error::KafkaError,
-    message::{Message, OwnedMessage},
+    message::Message,
     types::RDKafkaErrorCode,
     TopicPartitionList,
 };
@@ -32,7 +32,10 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::process::{due_at, process, KindRuntime};
+use crate::{
+    delivery::Delivery,
+    process::{process, KindRuntime},
+};
 
 pub async fn consume(
     rt: Arc<KindRuntime>,
@@ -70,23 +73,28 @@ pub async fn consume(
         };
         while jobs.try_join_next().is_some() {}
         match received {
-            Ok(message) => match (rt.tier_of(message.topic()), due_at(&message)) {
-                (Some(tier), Some(due)) if due > now_millis() => {
-                    drop(permit);
-                    defer(
-                        &rt, &permits, &waiting, &mut jobs, message, tier, due, max_held,
-                    );
-                }
-                _ => {
-                    rt.tracker
-                        .started(message.topic(), message.partition(), message.offset());
-                    let rt = rt.clone();
-                    jobs.spawn(async move {
-                        process(rt, message).await;
+            Ok(message) => {
+                let delivery = Delivery::new(message);
+                match (rt.tier_of(delivery.message.topic()), delivery.due_at) {
+                    (Some(tier), Some(due)) if due > now_millis() => {
+                        let tier = tier.to_owned();
                         drop(permit);
-                    });
+                        defer(
+                            &rt, &permits, &waiting, &mut jobs, delivery, tier, due, max_held,
+                        );
+                    }
+                    _ => {
+                        let message = &delivery.message;
+                        rt.tracker
+                            .started(message.topic(), message.partition(), message.offset());
+                        let rt = rt.clone();
+                        jobs.spawn(async move {
+                            process(rt, delivery).await;
+                            drop(permit);
+                        });
+                    }
                 }
-            },
+            }
             Err(e) => {
                 // librdkafka reconnects by itself; these are reports, not reasons to stop.
                 tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
@@ -104,6 +112,8 @@ pub async fn consume(
         tracing::warn!(kind = %rt.kind, left = jobs.len(), "drain timeout; unfinished jobs will be redelivered");
         jobs.abort_all();
     }
+    // Finished jobs store their offsets once their status is written: let those land first.
+    rt.status.flush(Duration::from_secs(5)).await;
     let consumer = rt.consumer.clone();
     let committed =
         tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
@@ -139,11 +149,12 @@ fn defer(
     permits: &Arc<Semaphore>,
     waiting: &Arc<WaitingRetries>,
     jobs: &mut JoinSet<()>,
-    message: OwnedMessage,
+    delivery: Delivery,
     tier: String,
     due: i64,
     max_held: usize,
 ) {
+    let message = &delivery.message;
     let (topic, partition, offset) = (
         message.topic().to_owned(),
         message.partition(),
@@ -174,7 +185,7 @@ fn defer(
         }
         if let Some(permit) = permit {
             rt.tracker.begin(&topic, partition, offset);
-            process(rt, message).await;
+            process(rt, delivery).await;
             drop(permit);
         }
     });

@@ -3,6 +3,7 @@
 
 mod consumer;
 mod context;
+mod delivery;
 mod metrics;
 pub mod offsets;
 mod process;
@@ -176,7 +177,20 @@ impl Worker {
                 sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
                     .create_with_context(context)
                     .with_context(|| format!("creating the consumer for {kind}"))?;
+            let tier_topics = spec
+                .plan
+                .tiers
+                .iter()
+                .map(|delay| {
+                    (
+                        topics.retry(&kind, *delay),
+                        sluice_core::retry::tier_name(*delay),
+                    )
+                })
+                .collect();
             let rt = Arc::new(KindRuntime {
+                kind_metrics: metrics::KindMetrics::new(&metrics, &kind),
+                tier_topics,
                 handler,
                 validate: spec.handler,
                 schemas: registry.clone(),

@@ -1,6 +1,9 @@
 //! The worker's metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 use sluice_core::metrics::register;
 
 #[derive(Clone)]
@@ -143,5 +146,34 @@ impl WorkerMetrics {
 impl Default for WorkerMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The series every delivery of one kind touches, looked up once per kind instead of hashing
+/// the labels on every job.
+pub struct KindMetrics {
+    pub started: IntCounter,
+    pub in_flight: IntGauge,
+    pub handler_seconds: Histogram,
+    pub end_to_end_seconds: Histogram,
+    pub retry_lateness_seconds: Histogram,
+    pub succeeded: IntCounter,
+    pub retried: IntCounter,
+    pub dead_lettered: IntCounter,
+}
+
+impl KindMetrics {
+    pub fn new(metrics: &WorkerMetrics, kind: &str) -> Self {
+        let finished = |outcome| metrics.finished.with_label_values(&[kind, outcome]);
+        Self {
+            started: metrics.started.with_label_values(&[kind]),
+            in_flight: metrics.in_flight.with_label_values(&[kind]),
+            handler_seconds: metrics.handler_seconds.with_label_values(&[kind]),
+            end_to_end_seconds: metrics.end_to_end_seconds.with_label_values(&[kind]),
+            retry_lateness_seconds: metrics.retry_lateness_seconds.with_label_values(&[kind]),
+            succeeded: finished("success"),
+            retried: finished("retry"),
+            dead_lettered: finished("dead_letter"),
+        }
     }
 }

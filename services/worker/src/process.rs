@@ -6,9 +6,10 @@
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
+use prometheus::IntCounter;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
-    message::{Message, OwnedMessage},
+    message::Message,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
     Offset, TopicPartitionList,
@@ -17,7 +18,7 @@ use sluice_core::{
     headers::{self, now_millis},
     retry::{tier_name, RetryPlan},
     status::{Status, StatusUpdate},
-    status_writer::StatusWriter,
+    status_writer::{Completion, StatusWriter},
     topics::Topics,
 };
 use sluice_kinds::{ErrorClass, Handler, HandlerType, Job, JobFailure, Outcome, Registry};
@@ -26,13 +27,16 @@ use tracing::Instrument;
 
 use crate::{
     context::{Tracker, WorkerContext},
-    metrics::WorkerMetrics,
+    delivery::Delivery,
+    metrics::{KindMetrics, WorkerMetrics},
 };
 
 /// Everything the jobs of one kind share.
 pub struct KindRuntime {
     pub kind: String,
     pub plan: RetryPlan,
+    /// Each retry topic of the kind with its tier name.
+    pub tier_topics: Vec<(String, String)>,
     pub consumer: Arc<StreamConsumer<WorkerContext>>,
     pub tracker: Arc<Tracker>,
     pub handler: Arc<dyn Handler>,
@@ -46,117 +50,92 @@ pub struct KindRuntime {
     /// For the start-up wait for the kind's topics.
     pub kafka: sluice_core::config::KafkaConfig,
     pub metrics: WorkerMetrics,
+    pub kind_metrics: KindMetrics,
     pub shutdown: CancellationToken,
 }
 
 impl KindRuntime {
     /// The tier name of a retry topic of this kind, `None` for any other topic.
-    pub fn tier_of(&self, topic: &str) -> Option<String> {
-        self.plan
-            .tiers
+    pub fn tier_of(&self, topic: &str) -> Option<&str> {
+        self.tier_topics
             .iter()
-            .find(|delay| self.topics.retry(&self.kind, **delay) == topic)
-            .map(|delay| tier_name(*delay))
+            .find(|(tier_topic, _)| tier_topic == topic)
+            .map(|(_, tier)| tier.as_str())
     }
-}
-
-/// The job id: the `sluice-job-id` header, or `topic-partition-offset` for a producer that sent
-/// none, so every job can be traced.
-pub fn job_id(message: &OwnedMessage) -> String {
-    message
-        .headers()
-        .and_then(|h| headers::get(h, headers::JOB_ID))
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            format!(
-                "{}-{}-{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            )
-        })
-}
-
-/// `sluice-due-at` of a retry record.
-pub fn due_at(message: &OwnedMessage) -> Option<i64> {
-    message
-        .headers()
-        .and_then(|h| headers::get(h, headers::DUE_AT))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Handles one delivery to a durable outcome and stores its offset, inside a span carrying the
 /// job id and its trace id, so every log line of the job names them.
-pub async fn process(rt: Arc<KindRuntime>, message: OwnedMessage) {
-    let trace_id = message
-        .headers()
-        .and_then(|h| headers::get(h, headers::TRACEPARENT))
-        .and_then(headers::trace_id)
-        .unwrap_or_default()
-        .to_owned();
-    let span = tracing::info_span!("job", job_id = %job_id(&message), kind = %rt.kind, %trace_id);
-    process_in_span(rt, message).instrument(span).await;
+pub async fn process(rt: Arc<KindRuntime>, delivery: Delivery) {
+    let span = tracing::info_span!("job", job_id = %delivery.job_id, kind = %rt.kind, trace_id = %delivery.trace_id());
+    process_in_span(rt, delivery).instrument(span).await;
 }
 
-async fn process_in_span(rt: Arc<KindRuntime>, message: OwnedMessage) {
-    let kind = rt.kind.as_str();
-    let job_id = job_id(&message);
-    let attempt = message
-        .headers()
-        .and_then(|h| headers::get(h, headers::ATTEMPT))
-        .and_then(|a| a.parse::<u32>().ok())
-        .unwrap_or(1)
-        .max(1);
-    if let Some(due) = due_at(&message) {
+async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
+    let metrics = &rt.kind_metrics;
+    let attempt = delivery.attempt;
+    if let Some(due) = delivery.due_at {
         let late = (now_millis() - due).max(0) as f64 / 1000.0;
-        rt.metrics
-            .retry_lateness_seconds
-            .with_label_values(&[kind])
-            .observe(late);
+        metrics.retry_lateness_seconds.observe(late);
     }
 
     tracing::debug!(attempt, "job started");
-    rt.metrics.started.with_label_values(&[kind]).inc();
-    rt.metrics.in_flight.with_label_values(&[kind]).inc();
+    metrics.started.inc();
+    metrics.in_flight.inc();
     let started = std::time::Instant::now();
-    let result = run(&rt, &message, &job_id, attempt).await;
-    rt.metrics
+    let result = run(&rt, &delivery).await;
+    metrics
         .handler_seconds
-        .with_label_values(&[kind])
         .observe(started.elapsed().as_secs_f64());
 
     let outcome = match result {
         Ok(done) => {
             tracing::debug!(attempt, "job succeeded");
-            record_status(
+            let update = status_update(
                 &rt,
-                status_update(&rt, &job_id, Status::Succeeded, attempt, None, done.result),
-            )
-            .await;
-            Some("success")
+                &delivery.job_id,
+                Status::Succeeded,
+                attempt,
+                delivery.last_error.as_deref(),
+                done.result,
+            );
+            Some((&metrics.succeeded, update))
         }
-        Err(failure) => fail(&rt, &message, &job_id, attempt, &failure).await,
+        // Boxed: the failure path is rare and its future large; every job's task would
+        // otherwise carry (and copy) its size.
+        Err(failure) => Box::pin(fail(&rt, &delivery, &failure)).await,
     };
-    rt.metrics.in_flight.with_label_values(&[kind]).dec();
-    if let Some(outcome) = outcome {
-        rt.metrics
-            .finished
-            .with_label_values(&[kind, outcome])
-            .inc();
-        if outcome != "retry" {
-            observe_end_to_end(&rt, &message);
-        }
-        store_offset(&rt, &message);
+    metrics.in_flight.dec();
+    let Some((finished, update)) = outcome else {
+        return;
+    };
+    finished.inc();
+    if update.status.is_final() {
+        observe_end_to_end(&rt, &delivery);
     }
+    let message = &delivery.message;
+    let (topic, partition, offset) = (
+        message.topic().to_owned(),
+        message.partition(),
+        message.offset(),
+    );
+    let offset_rt = rt.clone();
+    // The offset is stored once the outcome's status is in Redis (or Redis gave up): the slot
+    // is free already, so a job's concurrency is the handler's time, not a Redis round trip.
+    let store: Completion = Box::new(move |_written| {
+        store_offset(&offset_rt, &topic, partition, offset);
+    });
+    rt.status
+        .record_then(update, store, STATUS_QUEUE_WAIT)
+        .await;
 }
 
-async fn run(
-    rt: &KindRuntime,
-    message: &OwnedMessage,
-    job_id: &str,
-    attempt: u32,
-) -> Result<Outcome, JobFailure> {
-    let bytes = message.payload().unwrap_or_default();
+/// How long a finished job waits to queue its status when Redis is far behind, before its
+/// offset is stored without it.
+const STATUS_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailure> {
+    let bytes = delivery.message.payload().unwrap_or_default();
     let decoded = rt
         .schemas
         .decode(&rt.kind, bytes)
@@ -166,20 +145,19 @@ async fn run(
         .map_err(|e| JobFailure::new(ErrorClass::Fatal, e.to_string()))?;
     rt.status.record_later(status_update(
         rt,
-        job_id,
+        &delivery.job_id,
         Status::Running,
-        attempt,
-        None,
+        delivery.attempt,
+        delivery.last_error.as_deref(),
         None,
     ));
-    let header = |name| message.headers().and_then(|h| headers::get(h, name));
     let job = Job {
-        id: job_id.to_owned(),
+        id: delivery.job_id.clone(),
         kind: rt.kind.clone(),
-        attempt,
+        attempt: delivery.attempt,
         record: decoded.value,
-        enqueued_at: header(headers::ENQUEUED_AT).and_then(|v| v.parse().ok()),
-        traceparent: header(headers::TRACEPARENT).map(str::to_owned),
+        enqueued_at: delivery.enqueued_at,
+        traceparent: delivery.traceparent.clone(),
     };
     // A panicking handler must not take the worker down with it, nor lose the job; a stuck one
     // must not hold its slot forever.
@@ -204,17 +182,15 @@ async fn run(
     }
 }
 
-/// Retries the job in its next tier, or dead-letters it. Returns the outcome label once the
-/// forwarded record is durable, `None` if it could not be written before shutdown (the job is
-/// then redelivered, because its offset is not stored).
-async fn fail(
-    rt: &KindRuntime,
-    message: &OwnedMessage,
-    job_id: &str,
-    attempt: u32,
+/// Forwards the job to its next retry tier, or dead-letters it. Returns the outcome's counter
+/// and status once the forwarded record is durable, `None` if it could not be written before
+/// shutdown (the job is then redelivered, because its offset is not stored).
+async fn fail<'a>(
+    rt: &'a KindRuntime,
+    delivery: &Delivery,
     failure: &JobFailure,
-) -> Option<&'static str> {
-    let kind = rt.kind.as_str();
+) -> Option<(&'a IntCounter, StatusUpdate)> {
+    let (kind, job_id, attempt) = (rt.kind.as_str(), delivery.job_id.as_str(), delivery.attempt);
     let class = failure.class.as_str();
     let retryable = matches!(
         failure.class,
@@ -241,19 +217,15 @@ async fn fail(
             (headers::ERROR_CLASS, class.to_owned()),
         ];
         tracing::debug!(%job_id, kind, attempt, class, %topic, "job failed; retrying later");
-        if !forward(rt, message, job_id, &topic, &added).await {
+        if !forward(rt, delivery, &topic, &added).await {
             return None;
         }
-        record_status(
-            rt,
-            status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None),
-        )
-        .await;
         rt.metrics
             .retries
             .with_label_values(&[kind, &tier_name(delay)])
             .inc();
-        return Some("retry");
+        let update = status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None);
+        return Some((&rt.kind_metrics.retried, update));
     }
 
     tracing::info!(%job_id, kind, attempt, class, error = %error, "job failed for good; dead-lettering");
@@ -263,10 +235,14 @@ async fn fail(
         (headers::ERROR_CLASS, class.to_owned()),
         (headers::DEAD_AT, now_millis().to_string()),
     ];
-    if !forward(rt, message, job_id, &topic, &added).await {
+    if !forward(rt, delivery, &topic, &added).await {
         return None;
     }
-    let dead = status_update(
+    rt.metrics
+        .dead_letters
+        .with_label_values(&[kind, class])
+        .inc();
+    let update = status_update(
         rt,
         job_id,
         Status::DeadLettered,
@@ -274,12 +250,7 @@ async fn fail(
         Some(&error),
         None,
     );
-    record_status(rt, dead).await;
-    rt.metrics
-        .dead_letters
-        .with_label_values(&[kind, class])
-        .inc();
-    Some("dead_letter")
+    Some((&rt.kind_metrics.dead_lettered, update))
 }
 
 /// Writes the original key and bytes to `topic` with every original header, the job id, where
@@ -287,17 +258,13 @@ async fn fail(
 /// earlier values of those headers). Retries until Kafka acknowledges; gives up only at shutdown.
 async fn forward(
     rt: &KindRuntime,
-    message: &OwnedMessage,
-    job_id: &str,
+    delivery: &Delivery,
     topic: &str,
     added: &[(&str, String)],
 ) -> bool {
-    let first_delivery = message
-        .headers()
-        .and_then(|h| headers::get(h, headers::ORIGINAL_TOPIC))
-        .is_none();
+    let (message, job_id) = (&delivery.message, delivery.job_id.as_str());
     let mut set: Vec<(&str, String)> = vec![(headers::JOB_ID, job_id.to_owned())];
-    if first_delivery {
+    if delivery.first_delivery {
         set.push((headers::ORIGINAL_TOPIC, message.topic().to_owned()));
         set.push((headers::ORIGINAL_PARTITION, message.partition().to_string()));
         set.push((headers::ORIGINAL_OFFSET, message.offset().to_string()));
@@ -335,39 +302,29 @@ async fn forward(
     }
 }
 
-fn observe_end_to_end(rt: &KindRuntime, message: &OwnedMessage) {
-    if let Some(enqueued_at) = message
-        .headers()
-        .and_then(|h| headers::get(h, headers::ENQUEUED_AT))
-        .and_then(|v| v.parse::<i64>().ok())
-    {
+fn observe_end_to_end(rt: &KindRuntime, delivery: &Delivery) {
+    if let Some(enqueued_at) = delivery.enqueued_at {
         let seconds = (now_millis() - enqueued_at).max(0) as f64 / 1000.0;
-        rt.metrics
-            .end_to_end_seconds
-            .with_label_values(&[&rt.kind])
-            .observe(seconds);
+        rt.kind_metrics.end_to_end_seconds.observe(seconds);
     }
 }
 
-fn store_offset(rt: &KindRuntime, message: &OwnedMessage) {
-    let (topic, partition) = (message.topic(), message.partition());
-    rt.tracker
-        .finished(topic, partition, message.offset(), |next| {
-            let mut list = TopicPartitionList::new();
-            // `store_offsets` stores exactly this value: the next offset to consume. (The
-            // single-offset `store_offset` adds one, a classic source of skipped or repeated records.)
-            let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
-            if let Err(e) = rt.consumer.store_offsets(&list) {
-                // The partition was revoked meanwhile; its new owner redoes from the last commit.
-                tracing::debug!(error = %e, "offset not stored");
-            }
-        });
+fn store_offset(rt: &KindRuntime, topic: &str, partition: i32, offset: i64) {
+    rt.tracker.finished(topic, partition, offset, |next| {
+        let mut list = TopicPartitionList::new();
+        // `store_offsets` stores exactly this value: the next offset to consume. (The
+        // single-offset `store_offset` adds one, a classic source of skipped or repeated records.)
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
+        if let Err(e) = rt.consumer.store_offsets(&list) {
+            // The partition was revoked meanwhile; its new owner redoes from the last commit.
+            tracing::debug!(error = %e, "offset not stored");
+        }
+    });
 }
 
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent
 /// Redis delays what status shows but never blocks or fails a job: `running` is not waited for,
-/// a final status is, for at most 2 s, so that normally it is in Redis before the job's offset
-/// is stored.
+/// and a job's offset is stored once its final status is written or Redis gave up on it.
 fn status_update(
     rt: &KindRuntime,
     job_id: &str,
@@ -383,12 +340,5 @@ fn status_update(
         attempts: attempt,
         error: error.map(str::to_owned),
         result,
-    }
-}
-
-async fn record_status(rt: &KindRuntime, update: StatusUpdate) {
-    let job_id = update.job_id.clone();
-    if let Err(e) = rt.status.record(update, Duration::from_secs(2)).await {
-        tracing::warn!(%job_id, error = %e, "job status write failed");
     }
 }
