@@ -73,14 +73,42 @@ impl JobFailure {
 pub struct Outcome {
     /// A small JSON result, stored with the job's status and returned by `GET /v1/jobs/{id}`.
     pub result: Option<serde_json::Value>,
+    /// Jobs to enqueue because this one succeeded (the seed's "notify when done"). The worker
+    /// produces them before it stores this job's offset, so a crash cannot lose them; it may
+    /// produce them twice, under the same derived job ids (`<this job's id>.<n>`, n from 1), so
+    /// receivers can de-duplicate.
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// One job to enqueue after the current one: a document of `kind` exactly as
+/// `POST /v1/jobs/{kind}` takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub kind: String,
+    pub job: serde_json::Value,
 }
 
 impl Outcome {
     pub fn with_result(result: serde_json::Value) -> Self {
         Self {
             result: Some(result),
+            follow_ups: Vec::new(),
         }
     }
+
+    /// Adds a follow-up job of `kind`.
+    pub fn then_enqueue(mut self, kind: impl Into<String>, job: serde_json::Value) -> Self {
+        self.follow_ups.push(FollowUp {
+            kind: kind.into(),
+            job,
+        });
+        self
+    }
+}
+
+/// The id of a job's `n`th follow-up (from 1): the same on every redelivery of the parent.
+pub fn follow_up_id(parent: &str, n: usize) -> String {
+    format!("{parent}.{n}")
 }
 
 /// A kind's work. Handlers must be idempotent: at-least-once delivery may run a job twice, and

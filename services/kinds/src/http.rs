@@ -12,6 +12,10 @@
 //! to 64 KiB becomes the job's result); 429 and 503 retry, honouring `Retry-After`; 408, other
 //! 5xx, timeouts and connection errors retry; other 4xx are fatal (dead-lettered at once, with
 //! the status and the first bytes of the body as the error).
+//!
+//! To enqueue follow-up jobs as well, a 2xx answers with `content-type:
+//! application/vnd.sluice.outcome+json` and `{"result": …, "enqueue": [{"kind": "webhook",
+//! "job": {…}}]}` (`Outcome::follow_ups`); each `job` is what `POST /v1/jobs/{kind}` takes.
 
 use std::{
     sync::Arc,
@@ -24,7 +28,7 @@ use serde::Deserialize;
 use sluice_core::json::record_to_json;
 
 use crate::{
-    handler::{ErrorClass, Handler, Job, JobFailure, Outcome},
+    handler::{ErrorClass, FollowUp, Handler, Job, JobFailure, Outcome},
     kind::{parse_settings, HandlerType, KindError, Settings},
     webhook::{answer_failure, decode_secret, outgoing_client, parse_retry_after, sign},
 };
@@ -144,8 +148,17 @@ impl Handler for HttpHandler {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let envelope = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(OUTCOME_CONTENT_TYPE));
         let (bytes, complete) = read_capped(response, MAX_RESULT_BYTES).await;
-        outcome(status, retry_after, &bytes, complete)
+        let answered = outcome(status, retry_after, &bytes, complete)?;
+        if envelope {
+            return envelope_outcome(&bytes, complete);
+        }
+        Ok(answered)
     }
 }
 
@@ -179,6 +192,52 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, b
     }
 }
 
+/// The content type of an answer that carries follow-up jobs next to its result.
+pub const OUTCOME_CONTENT_TYPE: &str = "application/vnd.sluice.outcome+json";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[serde(default)]
+    result: Option<serde_json::Value>,
+    #[serde(default)]
+    enqueue: Vec<EnvelopeJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeJob {
+    kind: String,
+    job: serde_json::Value,
+}
+
+/// A 2xx answer in `OUTCOME_CONTENT_TYPE`. One that does not parse is `fatal`: the endpoint
+/// meant to enqueue something, and silently enqueueing nothing would lose it.
+pub fn envelope_outcome(body: &[u8], complete: bool) -> Result<Outcome, JobFailure> {
+    let fatal = |problem: String| {
+        JobFailure::new(
+            ErrorClass::Fatal,
+            format!("endpoint's {OUTCOME_CONTENT_TYPE} answer {problem}"),
+        )
+    };
+    if !complete {
+        return Err(fatal(format!("is over {MAX_RESULT_BYTES} bytes")));
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| fatal(format!("does not parse: {e}")))?;
+    Ok(Outcome {
+        result: envelope.result.filter(|r| !r.is_null()),
+        follow_ups: envelope
+            .enqueue
+            .into_iter()
+            .map(|j| FollowUp {
+                kind: j.kind,
+                job: j.job,
+            })
+            .collect(),
+    })
+}
+
 /// The outcome of an answer, by the rules in this module's header.
 pub fn outcome(
     status: StatusCode,
@@ -190,7 +249,10 @@ pub fn outcome(
         let result = complete
             .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
             .flatten();
-        return Ok(Outcome { result });
+        return Ok(Outcome {
+            result,
+            follow_ups: Vec::new(),
+        });
     }
     let snippet: String = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
         .chars()
@@ -256,5 +318,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(refused.message, "endpoint answered 422: widthmissing");
+    }
+
+    #[test]
+    fn an_outcome_envelope_carries_follow_up_jobs() {
+        let body = br#"{"result": {"w": 1}, "enqueue": [{"kind": "webhook", "job": {"url": "https://x"}}]}"#;
+        let done = envelope_outcome(body, true).unwrap();
+        assert_eq!(done.result, Some(serde_json::json!({"w": 1})));
+        assert_eq!(done.follow_ups.len(), 1);
+        assert_eq!(done.follow_ups[0].kind, "webhook");
+        let bad = envelope_outcome(br#"{"enqueue": [{"kind": 1}]}"#, true).unwrap_err();
+        assert_eq!(bad.class, ErrorClass::Fatal);
+        assert!(envelope_outcome(body, false).is_err(), "cut short");
     }
 }

@@ -14,7 +14,7 @@ pub mod registry;
 pub mod typed;
 pub mod webhook;
 
-pub use handler::{ErrorClass, Handler, Job, JobFailure, Outcome};
+pub use handler::{follow_up_id, ErrorClass, FollowUp, Handler, Job, JobFailure, Outcome};
 pub use kind::{HandlerType, KindError, Settings};
 pub use prepare::{JobError, PreparedJob};
 pub use registry::{KindSpec, Registry, HANDLER_TYPES};

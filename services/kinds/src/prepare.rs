@@ -38,6 +38,16 @@ impl Registry {
     /// Turns a JSON job document into a record of `kind`: envelope fields taken out, the rest
     /// checked against the kind's newest schema and the kind's own rules, then encoded.
     pub fn prepare(&self, kind: &str, body: &[u8]) -> Result<PreparedJob, JobError> {
+        self.prepare_as(kind, body, uuid::Uuid::now_v7().to_string())
+    }
+
+    /// `prepare` under a given job id (a follow-up's, derived from its parent's).
+    pub fn prepare_as(
+        &self,
+        kind: &str,
+        body: &[u8],
+        job_id: String,
+    ) -> Result<PreparedJob, JobError> {
         let spec = self
             .get(kind)
             .ok_or_else(|| JobError::UnknownKind(kind.to_owned()))?;
@@ -50,7 +60,6 @@ impl Registry {
         let object = document
             .as_object_mut()
             .ok_or_else(|| field_error("", "expected a JSON object"))?;
-        let job_id = uuid::Uuid::now_v7().to_string();
         let key = match object.remove(KEY_FIELD) {
             None => job_id.clone(),
             Some(serde_json::Value::String(key)) if !key.is_empty() => key,

@@ -16,12 +16,16 @@
 //! A record whose fields do not fit the struct is a `decode` failure: dead-lettered at once,
 //! bytes intact — never a panic.
 
-use std::{future::Future, marker::PhantomData, sync::Arc};
+use std::{
+    future::Future,
+    marker::PhantomData,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::handler::{ErrorClass, Handler, Job, JobFailure, Outcome};
+use crate::handler::{ErrorClass, FollowUp, Handler, Job, JobFailure, Outcome};
 
 /// One delivery of a job, its record decoded into `T`.
 #[derive(Debug, Clone)]
@@ -35,6 +39,21 @@ pub struct TypedJob<T> {
     pub enqueued_at: Option<i64>,
     /// The W3C trace context, to pass on to what the handler calls.
     pub traceparent: Option<String>,
+    follow_ups: Arc<Mutex<Vec<FollowUp>>>,
+}
+
+impl<T> TypedJob<T> {
+    /// Enqueues a job of `kind` (a document as `POST /v1/jobs/{kind}` takes it) once this one
+    /// succeeds; nothing is enqueued if it fails. See `Outcome::follow_ups`.
+    pub fn enqueue(&self, kind: impl Into<String>, job: serde_json::Value) {
+        self.follow_ups
+            .lock()
+            .expect("not poisoned")
+            .push(FollowUp {
+                kind: kind.into(),
+                job,
+            });
+    }
 }
 
 /// Makes a handler of an `async fn(TypedJob<T>) -> Result<R, JobFailure>`. `R` becomes the job's
@@ -78,19 +97,23 @@ where
                 ),
             )
         })?;
+        let follow_ups = Arc::new(Mutex::new(Vec::new()));
         let typed = TypedJob {
             id: job.id.clone(),
             attempt: job.attempt,
             record,
             enqueued_at: job.enqueued_at,
             traceparent: job.traceparent.clone(),
+            follow_ups: follow_ups.clone(),
         };
         let result = (self.handler)(typed).await?;
         let result = serde_json::to_value(result).map_err(|e| {
             JobFailure::new(ErrorClass::Fatal, format!("result does not serialize: {e}"))
         })?;
+        let follow_ups = std::mem::take(&mut *follow_ups.lock().expect("not poisoned"));
         Ok(Outcome {
             result: (!result.is_null()).then_some(result),
+            follow_ups,
         })
     }
 }

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use prometheus::IntCounter;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
-    message::Message,
+    message::{Message, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
     Offset, TopicPartitionList,
@@ -21,7 +21,9 @@ use sluice_core::{
     status_writer::{Completion, StatusWriter},
     topics::Topics,
 };
-use sluice_kinds::{ErrorClass, Handler, HandlerType, Job, JobFailure, Outcome, Registry};
+use sluice_kinds::{
+    follow_up_id, ErrorClass, FollowUp, Handler, HandlerType, Job, JobFailure, Outcome, Registry,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -87,6 +89,19 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
     metrics
         .handler_seconds
         .observe(started.elapsed().as_secs_f64());
+    let result = match result {
+        Ok(done) if !done.follow_ups.is_empty() => {
+            match Box::pin(enqueue_follow_ups(&rt, &delivery, &done.follow_ups)).await {
+                Some(Ok(())) => Ok(done),
+                Some(Err(failure)) => Err(failure),
+                None => {
+                    metrics.in_flight.dec();
+                    return;
+                }
+            }
+        }
+        other => other,
+    };
 
     let outcome = match result {
         Ok(done) => {
@@ -272,16 +287,32 @@ async fn forward(
     set.extend(added.iter().cloned());
     let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
 
-    let mut backoff = Duration::from_millis(100);
-    loop {
+    let record_headers = || {
         let mut record_headers = headers::copy_except(message.headers(), &replaced);
         for (key, value) in &set {
             record_headers = record_headers.insert(headers::str_header(key, value));
         }
+        record_headers
+    };
+    let payload = message.payload().unwrap_or_default();
+    produce_until_acked(rt, job_id, topic, message.key(), payload, record_headers).await
+}
+
+/// Produces one record, retrying until Kafka acknowledges it; false only if shutdown came first.
+async fn produce_until_acked(
+    rt: &KindRuntime,
+    job_id: &str,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    record_headers: impl Fn() -> OwnedHeaders,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
         let mut record = FutureRecord::to(topic)
-            .payload(message.payload().unwrap_or_default())
-            .headers(record_headers);
-        if let Some(key) = message.key() {
+            .payload(payload)
+            .headers(record_headers());
+        if let Some(key) = key {
             record = record.key(key);
         }
         match rt
@@ -291,7 +322,7 @@ async fn forward(
         {
             Ok(_) => return true,
             Err((e, _)) => {
-                tracing::warn!(%job_id, %topic, error = %e, "forwarding a failed job failed; retrying");
+                tracing::warn!(%job_id, %topic, error = %e, "producing for a job failed; retrying");
                 if rt.shutdown.is_cancelled() {
                     return false;
                 }
@@ -300,6 +331,45 @@ async fn forward(
             }
         }
     }
+}
+
+/// Produces a succeeded job's follow-ups, each under an id derived from the job's, before the
+/// job's offset can be stored. A follow-up that is not a valid job of its kind fails the job
+/// (`fatal`: the handler asked for something that can never be enqueued). `None` if shutdown
+/// came first (the job is redelivered and asks again).
+async fn enqueue_follow_ups(
+    rt: &KindRuntime,
+    delivery: &Delivery,
+    follow_ups: &[FollowUp],
+) -> Option<Result<(), JobFailure>> {
+    let mut prepared = Vec::with_capacity(follow_ups.len());
+    for (i, follow_up) in follow_ups.iter().enumerate() {
+        let id = follow_up_id(&delivery.job_id, i + 1);
+        match rt
+            .schemas
+            .prepare_as(&follow_up.kind, follow_up.job.to_string().as_bytes(), id)
+        {
+            Ok(job) => prepared.push((rt.topics.jobs(&follow_up.kind), job)),
+            Err(e) => {
+                let problem = format!("follow-up {} ({}): {e}", i + 1, follow_up.kind);
+                return Some(Err(JobFailure::new(ErrorClass::Fatal, problem)));
+            }
+        }
+    }
+    let traceparent = delivery.traceparent.as_deref();
+    let sends = prepared.iter().map(|(topic, job)| {
+        let record_headers = || headers::new_job_traced(&job.job_id, traceparent).0;
+        produce_until_acked(
+            rt,
+            &job.job_id,
+            topic,
+            Some(job.key.as_bytes()),
+            &job.value,
+            record_headers,
+        )
+    });
+    let sent = futures::future::join_all(sends).await;
+    sent.into_iter().all(|ok| ok).then_some(Ok(()))
 }
 
 fn observe_end_to_end(rt: &KindRuntime, delivery: &Delivery) {
