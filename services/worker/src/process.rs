@@ -1,7 +1,8 @@
 //! One delivery of one job, from bytes to a durable outcome: decode, validate, run the handler
-//! (bounded by the kind's timeout, panics caught), then record success, or forward the original
-//! bytes to the next retry tier or to the dead-letter topic. Only once that outcome is durable
-//! does the job's offset become storable.
+//! (bounded by the kind's timeout, panics caught), produce its follow-up jobs, then record
+//! success, or forward the original bytes to the next retry tier or to the dead-letter topic.
+//! Only once that outcome is durable, and its status written (or given up on), is the job's
+//! offset stored.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
