@@ -159,11 +159,11 @@ impl RetryPlan {
 /// A tier's name in its topic: `2s`, `10m`, `1h`, `500ms`.
 pub fn tier_name(delay: Duration) -> String {
     let ms = delay.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 {
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)

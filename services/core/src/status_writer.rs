@@ -86,7 +86,7 @@ impl StatusWriter {
     /// queue is full (Redis far behind), at most `timeout`; then `done` runs at once with the
     /// error, so a job is never held up by status for longer than that.
     pub async fn record_then(&self, update: StatusUpdate, done: Completion, timeout: Duration) {
-        let queue = self.queue(&update.job_id).clone();
+        let queue = self.queue(&update.job_id);
         let queued = Queued::Update {
             update,
             done: Some(done),
@@ -113,23 +113,6 @@ impl StatusWriter {
         {
             done(Err(WriteError(reason.to_owned())));
         }
-    }
-
-    /// Queues an update and waits until its batch was written, at most `timeout`.
-    pub async fn record(&self, update: StatusUpdate, timeout: Duration) -> Result<(), WriteError> {
-        let (written, result) = oneshot::channel();
-        let done: Completion = Box::new(move |r| {
-            let _ = written.send(r);
-        });
-        let wait = async {
-            self.record_then(update, done, timeout).await;
-            result
-                .await
-                .map_err(|_| WriteError("the status writer stopped".into()))?
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| WriteError(format!("no answer within {timeout:?}")))?
     }
 
     /// Waits until every update queued before this call was written or given up on (so every

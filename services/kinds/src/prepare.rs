@@ -27,13 +27,6 @@ pub enum JobError {
 const KEY_FIELD: &str = "key";
 const PRIORITY_FIELD: &str = "priority";
 
-fn field_error(field: &str, problem: &str) -> FieldError {
-    FieldError {
-        field: field.to_owned(),
-        problem: problem.to_owned(),
-    }
-}
-
 impl Registry {
     /// Turns a JSON job document into a record of `kind`: envelope fields taken out, the rest
     /// checked against the kind's newest schema and the kind's own rules, then encoded.
@@ -59,30 +52,32 @@ impl Registry {
             serde_json::from_slice(body).map_err(|e| JobError::NotJson(e.to_string()))?;
         let object = document
             .as_object_mut()
-            .ok_or_else(|| field_error("", "expected a JSON object"))?;
+            .ok_or_else(|| FieldError::new("", "expected a JSON object"))?;
         let key = match object.remove(KEY_FIELD) {
             None => job_id.clone(),
             Some(serde_json::Value::String(key)) if !key.is_empty() => key,
-            Some(_) => return Err(field_error(KEY_FIELD, "must be a non-empty string").into()),
+            Some(_) => return Err(FieldError::new(KEY_FIELD, "must be a non-empty string").into()),
         };
         match object.remove(PRIORITY_FIELD) {
             None => {}
             Some(serde_json::Value::String(p)) if p == "normal" => {}
             Some(serde_json::Value::String(p)) if p == "high" || p == "low" => {
-                return Err(field_error(
+                return Err(FieldError::new(
                     PRIORITY_FIELD,
                     "priority lanes are not enabled; use `normal`",
                 )
                 .into())
             }
             Some(_) => {
-                return Err(field_error(PRIORITY_FIELD, "must be one of high, normal, low").into())
+                return Err(
+                    FieldError::new(PRIORITY_FIELD, "must be one of high, normal, low").into(),
+                )
             }
         }
         let record = sluice_core::json::json_to_avro(&schema.schema, &document)?;
         spec.handler.validate(&record)?;
         let value = encode_with(schema, record)
-            .map_err(|e| field_error("", &format!("does not encode: {e}")))?;
+            .map_err(|e| FieldError::new("", format!("does not encode: {e}")))?;
         Ok(PreparedJob { job_id, key, value })
     }
 }
