@@ -39,11 +39,15 @@ run: env-up build ## the whole pipeline on this machine: env, topics, api + work
 	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics"
 	@echo "  queue health: curl localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"
 	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
-	@echo "  email: curl -si -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"subject\":\"hi\",\"text\":\"hello\"}'"
-	@echo "         what arrived: http://127.0.0.1:8025/api/v1/messages (Mailpit)"
+	@echo "  email: curl -si -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"template\":\"welcome\",\"vars\":{\"name\":\"Ada\",\"team\":\"engines\"}}'"
+	@echo "         what arrived: http://127.0.0.1:8025 (Mailpit's web UI; templates in examples/email-templates)"
+	@echo "  image: curl -s -F file=@photo.jpg localhost:8080/v1/uploads/images   (then GET the Location with ?wait=10s;"
+	@echo "         thumbnails at http://127.0.0.1:8080/files/images/<job id>/800.jpg, stored under data/storage)"
 	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka, Redis and Mailpit."
 	@echo
-	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} exec $(SLUICE_DEBUG) all
+	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} \
+	  SLUICE__KINDS__EMAIL__TEMPLATES=$${SLUICE__KINDS__EMAIL__TEMPLATES:-examples/email-templates} \
+	  exec $(SLUICE_DEBUG) all
 
 test: ## start Kafka, Redis and Mailpit if needed, run every test, stop what this target started
 	@deploy/test.sh

@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Local environment for sluice, all on loopback and with no Docker engine: a real single-node
 # KRaft Kafka broker (jars from Maven Central), a real Redis, Mailpit (an SMTP server that keeps
-# what it receives, built from the Go module proxy) and s3s-fs (an S3-compatible object store on
-# the file system, built from crates.io).
+# what it receives, with a web UI to read it in; built from the Go module proxy, its UI with npm)
+# and s3s-fs (an S3-compatible object store on the file system, built from crates.io).
 #
 #   deploy/env.sh up | down | status | clean | fetch
-#     (up and fetch: kafka, redis, mailpit; s3 only by s3-start until a job kind stores objects,
-#      since building it costs a fresh machine ~5 minutes. down, status, clean: all four)
+#     (up and fetch: kafka, redis, mailpit; s3 only by s3-start, for trying S3 storage by hand:
+#      the default store is a directory and the tests serve s3s-fs in their own process, so no
+#      fresh machine pays its ~5 minute build. down, status, clean: all four)
 #   deploy/env.sh kafka-start | kafka-stop | redis-start | redis-stop
 #   deploy/env.sh mailpit-start | mailpit-stop | s3-start | s3-stop
 #
 #   kafka    127.0.0.1:9092                  redis  127.0.0.1:6379
-#   mailpit  SMTP 127.0.0.1:1025, any or no AUTH; API http://127.0.0.1:8025/api/v1/ (chaos on)
+#   mailpit  SMTP 127.0.0.1:1025, any or no AUTH; web UI http://127.0.0.1:8025/,
+#            API http://127.0.0.1:8025/api/v1/ (chaos on)
 #   s3       http://127.0.0.1:9000, path-style; access key sluice, secret sluice-dev-secret,
 #            region us-east-1; bucket sluice
 #
-# Everything it writes stays inside the repo, .cache/ (jars, binaries, Go caches, data, pids) and
-# logs/, but for cargo's own registry cache (~/.cargo) and the build dir s3s-fs compiles in (under
-# /tmp, removed once installed). Data survives stop/start and down/up; only `clean` deletes it.
+# Everything it writes stays inside the repo, .cache/ (jars, binaries, Go and npm caches, data,
+# pids) and logs/, but for cargo's own registry cache (~/.cargo) and the build dir s3s-fs
+# compiles in (under /tmp, removed once installed). Data survives stop/start and down/up; only
+# `clean` deletes it.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/deploy/kafka/common.sh"
@@ -32,11 +35,13 @@ REDIS_PIDFILE="$REDIS_DIR/redis.pid"
 READY_TIMEOUT=60 STOP_TIMEOUT=30
 
 MAILPIT_VERSION=v1.33.1
+MAILPIT_RAPIDOC=9.3.8 # its API docs page; see mailpit_install
 MAILPIT_HOST=127.0.0.1 MAILPIT_SMTP_PORT=1025 MAILPIT_HTTP_PORT=8025
 MAILPIT_BIN="$CACHE/bin/mailpit"
+MAILPIT_STAMP="$MAILPIT_BIN.version" # "$MAILPIT_VERSION+ui" once built with its web UI
 MAILPIT_DIR="$CACHE/mailpit"
 MAILPIT_PIDFILE="$CACHE/mailpit.pid"
-GO_HOME="$CACHE/go" # GOPATH, module cache and build cache of `go install`
+GO_HOME="$CACHE/go" # GOPATH, module cache and build cache of the mailpit build
 S3S_VERSION=0.14.1  # newest s3s-fs whose rust-version (1.92) this toolchain meets; 0.15+ need 1.96
 S3_HOST=127.0.0.1 S3_PORT=9000 S3_REGION=us-east-1 S3_BUCKET=sluice
 S3_ACCESS_KEY=sluice S3_SECRET_KEY=sluice-dev-secret
@@ -296,29 +301,100 @@ mailpit_ready() {
   curl -fsS -m 2 -o /dev/null "http://$MAILPIT_HOST:$MAILPIT_HTTP_PORT/readyz" 2>/dev/null && smtp_banner
 }
 
-# go records the module version in the binary; `mailpit version` would only say "dev" (and ask
-# GitHub for the latest release). Without go there is no reading it (nor a rebuild): take it.
+# The module zip has the UI's sources (server/ui-src) but not the bundle the binary embeds
+# (server/ui/dist, made by `npm run build`), and a binary built from a directory records
+# "(devel)" rather than the module version. So the stamp, written only after a build with the UI
+# succeeded, is what says which build this is; a binary without it (e.g. an older UI-less
+# `go install`) is rebuilt.
 mailpit_installed() {
-  [[ -x $MAILPIT_BIN ]] || return 1
-  command -v go >/dev/null || return 0
-  [[ "$(go version -m "$MAILPIT_BIN" 2>/dev/null | awk '$1 == "mod" { print $3 }')" == "$MAILPIT_VERSION" ]]
+  [[ -x $MAILPIT_BIN && -f $MAILPIT_STAMP && "$(<"$MAILPIT_STAMP")" == "$MAILPIT_VERSION+ui" ]]
 }
 
+# mailpit_build_fail LOG SRC STEP: the log's tail says why; the build copy is kept to look at.
+mailpit_build_fail() {
+  local kept=""
+  [[ -d $2 ]] && kept="; build dir ${2#"$REPO"/} kept"
+  tail -n 20 "$1" >&2
+  die "mailpit: $3 failed (full output: ${1#"$REPO"/}$kept)"
+}
+
+# Much like upstream's Dockerfile: the UI bundle by `npm run build` (= its `npm run package`), then
+# a static go build with the version set. Not done: its go-licenses step (the binary says the
+# third-party license list is not included). The build copy is removed once installed, kept when
+# a step fails.
 mailpit_install() {
   mailpit_installed && return 0
   command -v go >/dev/null || die "mailpit: go is needed to build github.com/axllent/mailpit@$MAILPIT_VERSION"
-  say "mailpit: building github.com/axllent/mailpit@$MAILPIT_VERSION into ${MAILPIT_BIN#"$REPO"/} (once; a few minutes)"
+  { command -v npm && command -v node; } >/dev/null || die "mailpit: node and npm are needed to build Mailpit's web UI"
+  # Some of the UI build's tools in its lockfile (sass, chokidar, unplugin) want node >= 20.19.
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)' ||
+    die "mailpit: node $(node --version) found; building Mailpit's web UI needs 20.19+"
+  say "mailpit: building github.com/axllent/mailpit@$MAILPIT_VERSION with its web UI into ${MAILPIT_BIN#"$REPO"/} (once; a few minutes)"
   mkdir -p "$LOGS" "${MAILPIT_BIN%/*}" "$GO_HOME"
-  local log="$LOGS/mailpit-install.log" t0=$SECONDS
+  local log="$LOGS/mailpit-install.log" t0=$SECONDS mod_dir
+  local src="$CACHE/mailpit-src" tmp_bin="$MAILPIT_BIN.tmp"
+  rm -f "$MAILPIT_STAMP"
+  : >"$log"
   # Caches under .cache/go so a rebuild is cached and needs no ~/go; -modcacherw so `rm -rf
   # .cache` works without root; GOTOOLCHAIN=local: a too-old go fails clearly, fetches nothing.
-  if ! GOPATH="$GO_HOME" GOMODCACHE="$GO_HOME/mod" GOCACHE="$GO_HOME/build" GOBIN="${MAILPIT_BIN%/*}" \
-       GOTOOLCHAIN=local GOFLAGS="-modcacherw ${GOFLAGS:-}" \
-       go install "github.com/axllent/mailpit@$MAILPIT_VERSION" >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    die "mailpit: go install failed (full output: ${log#"$REPO"/})"
-  fi
-  mailpit_installed || die "mailpit: installed binary does not report $MAILPIT_VERSION"
+  # CGO off as upstream builds it (its SQLite is pure Go).
+  local go_env=(GOPATH="$GO_HOME" GOMODCACHE="$GO_HOME/mod" GOCACHE="$GO_HOME/build"
+    GOTOOLCHAIN=local GOFLAGS="-modcacherw ${GOFLAGS:-}" CGO_ENABLED=0)
+  # npm's cache under .cache/npm too; no browser downloads (should Playwright, only for upstream's
+  # e2e tests, ever come along), no update notices.
+  local npm_env=(npm_config_cache="$CACHE/npm" npm_config_update_notifier=false
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)
+
+  say "== go mod download github.com/axllent/mailpit@$MAILPIT_VERSION" >>"$log"
+  local json
+  json="$(env "${go_env[@]}" go mod download -json "github.com/axllent/mailpit@$MAILPIT_VERSION" 2>>"$log")" || true
+  printf '%s\n' "$json" >>"$log"
+  mod_dir="$(sed -n 's/^\t"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
+  [[ -n $mod_dir && -f $mod_dir/package-lock.json ]] || mailpit_build_fail "$log" "$src" "go mod download"
+  # The module cache is read-only and must stay pristine: build in a writable copy.
+  rm -rf "$src"
+  { cp -R "$mod_dir" "$src" && chmod -R u+w "$src"; } || mailpit_build_fail "$log" "$src" "copying the module source"
+
+  # Only what `npm run build` needs, at the versions upstream's package-lock.json pins (npm
+  # install keeps those): the UI's dependencies and the four build tools. Not its linters, test
+  # runners and browsers (eslint, playwright, jsdom, ...), and not the build tools' optional peers
+  # (sass-embedded: the pinned version is not on the registry; esbuild-sass-plugin uses sass).
+  # No install scripts either: none is needed (esbuild runs from its platform package).
+  say "== npm install (UI build dependencies)" >>"$log"
+  (cd "$src" && node -e '
+    const fs = require("fs"), p = JSON.parse(fs.readFileSync("package.json", "utf8"));
+    const tools = ["esbuild", "esbuild-plugin-vue-next", "esbuild-sass-plugin", "@vue/compiler-sfc"];
+    for (const t of tools) if (!p.devDependencies[t]) throw new Error("no devDependency " + t);
+    p.devDependencies = Object.fromEntries(tools.map((t) => [t, p.devDependencies[t]]));
+    delete p.dependencies.rapidoc;
+    fs.writeFileSync("package.json", JSON.stringify(p, null, 2) + "\n");' &&
+    env "${npm_env[@]}" npm install --no-audit --no-fund --prefer-offline --legacy-peer-deps \
+      --ignore-scripts) >>"$log" 2>&1 || mailpit_build_fail "$log" "$src" "npm install (web UI dependencies)"
+  # rapidoc renders the API docs page (/api/v1/, the docs.js bundle). No 12.x, which upstream
+  # pins, is on the registry; MAILPIT_RAPIDOC is the newest that is. Only its package is unpacked:
+  # its main is a self-contained bundle, and the ~100 packages it depends on (tree-sitter among
+  # them) only go into building that.
+  say "== npm pack rapidoc@$MAILPIT_RAPIDOC" >>"$log"
+  (cd "$src" && tgz="$(env "${npm_env[@]}" npm pack --silent --prefer-offline "rapidoc@$MAILPIT_RAPIDOC")" &&
+    mkdir -p node_modules/rapidoc && tar -xzf "$tgz" -C node_modules/rapidoc --strip-components=1 &&
+    [[ -s node_modules/rapidoc/dist/rapidoc-min.js ]]) >>"$log" 2>&1 ||
+    mailpit_build_fail "$log" "$src" "npm pack rapidoc@$MAILPIT_RAPIDOC (API docs page)"
+  say "== npm run build" >>"$log"
+  (cd "$src" && env "${npm_env[@]}" npm run build) >>"$log" 2>&1 || mailpit_build_fail "$log" "$src" "npm run build (web UI)"
+  [[ -s $src/server/ui/dist/app.js && -s $src/server/ui/dist/app.css && -s $src/server/ui/dist/docs.js ]] ||
+    mailpit_build_fail "$log" "$src" "npm run build (no app.js, app.css or docs.js in server/ui/dist)"
+
+  say "== go build" >>"$log"
+  rm -f "$tmp_bin"
+  (cd "$src" && env "${go_env[@]}" go build -o "$tmp_bin" \
+      -ldflags "-s -w -X github.com/axllent/mailpit/config.Version=$MAILPIT_VERSION" .) >>"$log" 2>&1 ||
+    mailpit_build_fail "$log" "$src" "go build"
+  # Renamed into place: a running mailpit keeps its (old) file, and no half-written binary is
+  # ever at MAILPIT_BIN. The stamp comes last, so an interrupted install is redone.
+  mv -f "$tmp_bin" "$MAILPIT_BIN" || mailpit_build_fail "$log" "$src" "installing the binary"
+  rm -rf "$src"
+  printf '%s\n' "$MAILPIT_VERSION+ui" >"$MAILPIT_STAMP"
+  mailpit_installed || die "mailpit: install did not leave ${MAILPIT_BIN#"$REPO"/} and its stamp"
   say "mailpit: built in $((SECONDS - t0))s"
 }
 

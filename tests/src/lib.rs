@@ -4,6 +4,7 @@
 //! run in parallel without seeing each other's records.
 
 pub mod receiver;
+pub mod s3;
 
 use std::{
     future::Future,
@@ -36,6 +37,19 @@ const KAFKA_WAIT: Duration = Duration::from_secs(30);
 /// The signing secret tests configure, and the key it decodes to.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The Standard Webhooks signature sluice sends with `WEBHOOK_SECRET` (`v1,<base64 HMAC>`).
+pub fn webhook_signature(id: &str, timestamp: &str, body: &[u8]) -> String {
+    use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
+    use hmac::{Hmac, Mac};
+    let key = BASE64
+        .decode(WEBHOOK_SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
 /// One test's private slice of the shared broker and Redis.
 pub struct TestEnv {
     pub id: String,
@@ -61,6 +75,10 @@ impl TestEnv {
         config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         config.worker.commit_interval = Duration::from_millis(200);
         config.worker.drain_timeout = Duration::from_secs(10);
+        config.storage.url = std::env::temp_dir()
+            .join(format!("sluice-test-storage-{id}"))
+            .display()
+            .to_string();
         adjust(&mut config);
         let env = Self { id, config };
         env.ensure_topics().await;
@@ -206,6 +224,10 @@ impl TestEnv {
                 "127.0.0.1:0".into(),
             ),
             ("SLUICE__WORKER__COMMIT_INTERVAL".into(), "200ms".into()),
+            (
+                "SLUICE__STORAGE__URL".into(),
+                self.config.storage.url.clone(),
+            ),
             ("SLUICE__LOG__LEVEL".into(), "warn".into()),
             (
                 "SLUICE__SOCIAL__METRICS_LISTEN".into(),

@@ -24,21 +24,9 @@ fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
-/// A templates directory with `welcome.{subject,txt,html}`.
+/// The templates `make run` uses and the README shows: `welcome.{subject,txt,html}`.
 fn welcome_templates() -> PathBuf {
-    let dir = temp_dir("templates");
-    std::fs::write(dir.join("welcome.subject"), "Welcome, {{ name }}!\n").unwrap();
-    std::fs::write(
-        dir.join("welcome.txt"),
-        "Hello {{ name }}, your team is {{ team }}.",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("welcome.html"),
-        "<p>Hello <b>{{ name }}</b>, your team is {{ team }}.</p>",
-    )
-    .unwrap();
-    dir
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/email-templates")
 }
 
 /// An environment whose `email` kind sends to `smtp_url`, retrying every second.

@@ -2,22 +2,9 @@
 
 use std::time::Duration;
 
-use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
-use hmac::{Hmac, Mac};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
-use sha2::Sha256;
-use sluice_tests::{eventually, receiver::Receiver, TestEnv, WEBHOOK_SECRET};
-
-fn expected_signature(id: &str, timestamp: &str, body: &[u8]) -> String {
-    let key = BASE64
-        .decode(WEBHOOK_SECRET.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-}
+use sluice_tests::{eventually, receiver::Receiver, webhook_signature, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_posted_webhook_job_is_delivered_once_correctly_signed_and_succeeds() {
@@ -71,7 +58,7 @@ async fn a_posted_webhook_job_is_delivered_once_correctly_signed_and_succeeds() 
     assert!((now - sent_at).abs() < 60, "timestamp is current");
     assert_eq!(
         header("webhook-signature"),
-        expected_signature(&job_id, &timestamp, payload.as_bytes())
+        webhook_signature(&job_id, &timestamp, payload.as_bytes())
     );
 
     worker.stop().await;

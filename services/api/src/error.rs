@@ -19,6 +19,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal,
@@ -31,8 +33,18 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sluice_kinds::JobError> for ApiError {
+    fn from(error: sluice_kinds::JobError) -> Self {
+        match error {
+            sluice_kinds::JobError::UnknownKind(_) => ApiError::NotFound(error.to_string()),
+            _ => ApiError::BadRequest(error.to_string()),
         }
     }
 }

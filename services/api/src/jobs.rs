@@ -15,7 +15,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::{headers, status::JobStatus};
-use sluice_kinds::JobError;
+use sluice_kinds::PreparedJob;
 
 use crate::{
     error::ApiError,
@@ -41,33 +41,51 @@ pub async fn create(
             ApiError::BadRequest(format!("could not read the request body: {rejection}"))
         }
     })?;
-    let job = state.registry.prepare(&kind, &body).map_err(|e| match e {
-        JobError::UnknownKind(_) => ApiError::NotFound(e.to_string()),
-        JobError::NotJson(_) | JobError::Field(_) => ApiError::BadRequest(e.to_string()),
-    })?;
+    let job = state.registry.prepare(&kind, &body)?;
 
-    let topic = state.topics.jobs(&kind);
-    // Continue the caller's trace when it sent one; the job's log lines in every role carry it.
     let incoming = request_headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
+    let traceparent = enqueue(&state, &kind, &job, incoming).await?;
+    let location = format!("/v1/jobs/{}", job.job_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [
+            (LOCATION, location),
+            (HeaderName::from_static("traceparent"), traceparent),
+        ],
+        Json(json!({ "job_id": job.job_id, "status": "queued" })),
+    )
+        .into_response())
+}
+
+/// Produces a prepared job (202 material only once Kafka acknowledged it) and records it
+/// queued; returns the job's `traceparent`, continuing `incoming` when the caller sent one.
+pub async fn enqueue(
+    state: &AppState,
+    kind: &str,
+    job: &PreparedJob,
+    incoming: Option<&str>,
+) -> Result<String, ApiError> {
+    let topic = state.topics.jobs(kind);
+    // The job's log lines in every role carry the caller's trace when it sent one.
     let (record_headers, traceparent) = headers::new_job_traced(&job.job_id, incoming);
     let what = Produced {
-        label: &kind,
+        label: kind,
         unavailable: "the job queue cannot take jobs right now; retry later",
     };
-    produce(&state, what, &topic, &job.key, &job.value, record_headers).await?;
+    produce(state, what, &topic, &job.key, &job.value, record_headers).await?;
     state
         .metrics
         .jobs_published
-        .with_label_values(&[kind.as_str()])
+        .with_label_values(&[kind])
         .inc();
 
     // Kafka holds the job now; a status write that fails only delays what GET shows until the
     // worker writes its own, so it must not turn an accepted job into an error.
     let status_write = tokio::time::timeout(
         Duration::from_secs(1),
-        state.status.mark_queued(&job.job_id, &kind),
+        state.status.mark_queued(&job.job_id, kind),
     )
     .await;
     if !matches!(status_write, Ok(Ok(()))) {
@@ -79,16 +97,7 @@ pub async fn create(
         trace_id = headers::trace_id(&traceparent).unwrap_or_default(),
         "job accepted"
     );
-    let location = format!("/v1/jobs/{}", job.job_id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [
-            (LOCATION, location),
-            (HeaderName::from_static("traceparent"), traceparent),
-        ],
-        Json(json!({ "job_id": job.job_id, "status": "queued" })),
-    )
-        .into_response())
+    Ok(traceparent)
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +114,20 @@ pub async fn get(
     query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wait = match query.wait.as_deref() {
+    let status = status_after_wait(&state, &job_id, query.wait.as_deref()).await?;
+    Ok(Json(
+        serde_json::to_value(status).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+/// The job's status now, or with `wait` (`10s`, `500ms`, seconds; at most `wait::MAX_WAIT`)
+/// once it is final or the wait is over. No thread is held while waiting.
+pub async fn status_after_wait(
+    state: &AppState,
+    job_id: &str,
+    wait: Option<&str>,
+) -> Result<JobStatus, ApiError> {
+    let wait = match wait {
         None => Duration::ZERO,
         Some(text) => parse_wait(text)
             .ok_or_else(|| {
@@ -116,20 +138,18 @@ pub async fn get(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Registered before reading, so a final status written in between still wakes us.
-        let woken = (!wait.is_zero()).then(|| state.waiters.register(&job_id));
-        let status = read_status(&state, &job_id).await?;
+        let woken = (!wait.is_zero()).then(|| state.waiters.register(job_id));
+        let status = read_status(state, job_id).await?;
         let now = tokio::time::Instant::now();
         if status.status.is_final() || now >= deadline || state.waiters.is_stopping() {
-            state.waiters.forget_closed(&job_id);
-            return Ok(Json(
-                serde_json::to_value(status).map_err(|_| ApiError::Internal)?,
-            ));
+            state.waiters.forget_closed(job_id);
+            return Ok(status);
         }
         let pause = (deadline - now).min(wait::RECHECK);
         if let Some(woken) = woken {
             let _ = tokio::time::timeout(pause, woken).await;
         }
-        state.waiters.forget_closed(&job_id);
+        state.waiters.forget_closed(job_id);
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod dlq;
 mod error;
+mod files;
 mod health;
 mod jobs;
 mod metrics;
@@ -11,6 +12,7 @@ mod produce;
 mod queue;
 mod social;
 mod state;
+mod uploads;
 mod wait;
 
 use std::sync::Arc;
@@ -43,6 +45,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/follows", post(social::follow).delete(social::unfollow))
         .route("/v1/feed/{user_id}", get(social::feed))
         .route("/v1/queue/stats", get(queue::stats))
+        .route(
+            "/v1/uploads/images",
+            // Streamed to storage and counted against api.upload_limit_bytes there.
+            post(uploads::create).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/uploads/images/{job_id}", get(uploads::get))
+        .route("/files/{*key}", get(files::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -78,7 +87,14 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
     let stats = sluice_stats::StatsReader::new(&config, registry.clone())
         .context("creating the queue-health reader")?;
     let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
+    let storage =
+        sluice_storage::Storage::open(&config.storage).context("opening object storage")?;
+    tracing::info!(
+        location = storage.location(),
+        "uploads are stored in object storage"
+    );
     Ok(AppState::new(state::Shared {
+        storage,
         stats: Arc::new(stats),
         queue_metrics,
         waiters: wait::JobWaiters::default(),

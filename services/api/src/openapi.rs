@@ -199,6 +199,64 @@ pub fn document(registry: &Registry) -> Json {
         "operationId": "queue_stats", "tags": ["operations"],
         "responses": responses(("200", "Pending, failed, workers, per kind and topic", json!({"type": "object", "required": ["pending", "failed", "workers", "kinds", "topics"], "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}, "workers": {"type": "integer"}, "kinds": {"type": "object"}, "topics": {"type": "object"}, "collected_at": {"type": "integer"}}})), &[("503", "Queue health cannot be read right now")]),
     }}));
+    paths.insert("/v1/uploads/images".into(), json!({"post": {
+        "operationId": "upload_image", "tags": ["uploads"],
+        "summary": "Store an image and enqueue its thumbnails (202 once Kafka holds the `image` job)",
+        "description": "The image is a multipart form field `file`, or the raw body with any content type: its type is judged from its first bytes (JPEG, PNG, WebP, GIF), never from a file name or header. It is streamed to storage, never held whole.",
+        "parameters": [query_param("notify_url", json!({"type": "string"}), "Where a signed `image.processed` webhook goes once the thumbnails are stored (also a form field)")],
+        "requestBody": {"required": true, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "notify_url": {"type": "string"}}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": responses(
+            ("202", "Stored, and Kafka holds the image job", json!({"type": "object", "required": ["job_id", "status", "original"], "properties": {
+                "job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}, "original": {"$ref": "#/components/schemas/StoredObject"}}})),
+            &[("400", "Empty upload, unreadable form, unknown field or bad notify_url"), ("413", "Upload over api.upload_limit_bytes"), ("415", "Not a JPEG, PNG, WebP or GIF image"), ("503", "Storage or Kafka cannot take it now; nothing was kept")],
+        ),
+    }}));
+    paths.insert("/v1/uploads/images/{job_id}".into(), json!({"get": {
+        "operationId": "get_upload", "tags": ["uploads"],
+        "summary": "An upload's job status and, once it succeeded, its original and variants",
+        "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
+        "responses": responses(("200", "The upload", json!({"type": "object", "required": ["job_id", "status", "attempts", "variants"], "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": {"type": ["string", "null"]},
+            "original": {"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/StoredObject"}]},
+            "variants": {"type": "array", "items": {"$ref": "#/components/schemas/StoredObject"}}}})),
+            &[("400", "Bad `wait`"), ("404", "No such upload"), ("503", "Job status unavailable")]),
+    }}));
+    let file_content: Map<String, Json> = [
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "application/octet-stream",
+    ]
+    .into_iter()
+    .map(|t| {
+        (
+            t.to_owned(),
+            json!({"schema": {"type": "string", "format": "binary"}}),
+        )
+    })
+    .collect();
+    let mut file_responses = error_responses(&[
+        ("404", "No such file (or not a storage key)"),
+        ("503", "Storage unavailable"),
+    ]);
+    file_responses.insert(
+        "200".into(),
+        json!({"description": "The stored object, read-only", "content": file_content}),
+    );
+    paths.insert("/files/{key}".into(), json!({"get": {
+        "operationId": "get_file", "tags": ["uploads"],
+        "summary": "A stored object (upload or thumbnail): the default `storage.public_url`",
+        "parameters": [path_param("key", json!({"type": "string", "description": "Storage key, e.g. images/<job id>/800.jpg"}))],
+        "responses": file_responses,
+    }}));
     paths.insert("/healthz".into(), json!({"get": {"operationId": "healthz", "tags": ["operations"], "responses": {"200": {"description": "The process runs", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
     paths.insert("/readyz".into(), json!({"get": {"operationId": "readyz", "tags": ["operations"], "responses": {
         "200": {"description": "Kafka and Redis answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
@@ -228,6 +286,10 @@ pub fn document(registry: &Registry) -> Json {
                 "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
                 "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
                 "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
+            "StoredObject": {"type": "object", "required": ["key", "url", "content_type", "bytes"], "properties": {
+                "key": {"type": "string"}, "url": {"type": "string"}, "content_type": {"type": "string"},
+                "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                "max_side": {"type": "integer", "description": "The box a variant was fit into"}}},
             "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
         }},
     })

@@ -24,6 +24,8 @@ pub struct Shared {
     pub dlq: Dlq,
     pub graph: sluice_feed::graph::Graph,
     pub stats: Arc<sluice_stats::StatsReader>,
+    /// Uploads and what jobs make of them.
+    pub storage: sluice_storage::Storage,
     pub queue_metrics: crate::queue::QueueMetrics,
     /// Requests waiting for a job's final status.
     pub waiters: crate::wait::JobWaiters,

@@ -34,6 +34,7 @@ pub struct Config {
     /// Any retry key (`max_attempts`, `tiers`, …) overrides `[retry]` for that kind.
     pub kinds: BTreeMap<String, KindTable>,
     pub schemas: SchemasConfig,
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -132,6 +133,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Larger request bodies get 413. Default 1 MiB.
     pub body_limit_bytes: usize,
+    /// Larger uploads (`POST /v1/uploads/images`) get 413; they are streamed to storage, never
+    /// held whole in memory. Default 25 MiB.
+    pub upload_limit_bytes: u64,
     /// The longest a POST waits for Kafka to acknowledge before answering 503. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
@@ -146,6 +150,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
+            upload_limit_bytes: 25 * 1024 * 1024,
             publish_timeout: Duration::from_secs(5),
             queue_stats_interval: Duration::from_secs(15),
         }
@@ -230,6 +235,34 @@ impl Default for SocialConfig {
             feed_cache_ttl: Duration::from_secs(30),
             max_post_chars: 5000,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
+        }
+    }
+}
+
+/// Object storage: uploads and what jobs make of them (thumbnails).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A directory (`data/storage`, the default, created when missing; or `file:///abs/dir`),
+    /// or `s3://bucket/prefix` for any S3-compatible store, whose credentials, region and
+    /// endpoint come from the usual variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`) and `options`.
+    pub url: String,
+    /// object_store client settings, over the environment's, e.g.
+    /// `{ aws_endpoint = "http://127.0.0.1:9000", aws_allow_http = "true" }` for a local S3
+    /// server. Put secrets in the environment, not here. Default: none.
+    pub options: BTreeMap<String, String>,
+    /// The base of the URLs that job results give for stored objects: `/files` (the default,
+    /// the api's read-only file route, for any store) or a CDN or bucket URL.
+    pub public_url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "data/storage".into(),
+            options: BTreeMap::new(),
+            public_url: "/files".into(),
         }
     }
 }
@@ -327,6 +360,12 @@ impl Config {
         }
         if self.api.body_limit_bytes == 0 {
             return invalid("api.body_limit_bytes", "must be at least 1");
+        }
+        if self.api.upload_limit_bytes == 0 {
+            return invalid("api.upload_limit_bytes", "must be at least 1");
+        }
+        if self.storage.url.trim().is_empty() {
+            return invalid("storage.url", "must not be empty");
         }
         if self.social.feed_cap == 0
             || self.social.author_posts_cap == 0

@@ -29,7 +29,12 @@ impl HandlerType for Custom {
         no_settings(kind, settings)
     }
 
-    fn build(&self, kind: &str, _: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+    fn build(
+        &self,
+        kind: &str,
+        _: &Settings,
+        _: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError> {
         Err(KindError::key(
             kind,
             "handler",

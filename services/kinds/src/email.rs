@@ -120,7 +120,12 @@ impl HandlerType for Email {
         Ok(())
     }
 
-    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+    fn build(
+        &self,
+        kind: &str,
+        settings: &Settings,
+        _: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError> {
         let settings: EmailSettings = parse_settings(kind, settings)?;
         let from = from_mailbox(kind, &settings.from)?;
         let domain = from.email.domain().to_owned();

@@ -99,7 +99,12 @@ impl HandlerType for Http {
         Self::settings(kind, settings).map(|_| ())
     }
 
-    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+    fn build(
+        &self,
+        kind: &str,
+        settings: &Settings,
+        _: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError> {
         let (url, key, timeout) = Self::settings(kind, settings)?;
         let client = outgoing_client(kind, timeout)?;
         Ok(Arc::new(HttpHandler { client, url, key }))

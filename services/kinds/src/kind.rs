@@ -73,7 +73,13 @@ pub trait HandlerType: Send + Sync {
     fn check(&self, kind: &str, settings: &Settings) -> Result<(), KindError>;
 
     /// Builds the handler, for a worker of the kind.
-    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError>;
+    /// `config` gives what several roles share (`[storage]`), never another kind's settings.
+    fn build(
+        &self,
+        kind: &str,
+        settings: &Settings,
+        config: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError>;
 }
 
 /// Reads a handler's settings into its own type; unknown keys and bad values are errors naming

@@ -38,7 +38,12 @@ impl HandlerType for Noop {
         no_settings(kind, settings)
     }
 
-    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+    fn build(
+        &self,
+        kind: &str,
+        settings: &Settings,
+        _: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError> {
         no_settings(kind, settings)?;
         Ok(Arc::new(NoopHandler))
     }

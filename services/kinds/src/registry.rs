@@ -25,6 +25,7 @@ pub static HANDLER_TYPES: &[&dyn HandlerType] = &[
     &crate::noop::Noop,
     &crate::webhook::Webhook,
     &crate::email::Email,
+    &crate::image::Image,
     &crate::http::Http,
     &crate::custom::Custom,
 ];

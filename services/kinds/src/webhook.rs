@@ -92,7 +92,12 @@ impl HandlerType for Webhook {
         settings_and_key(kind, settings).map(|_| ())
     }
 
-    fn build(&self, kind: &str, settings: &Settings) -> Result<Arc<dyn Handler>, KindError> {
+    fn build(
+        &self,
+        kind: &str,
+        settings: &Settings,
+        _: &sluice_core::Config,
+    ) -> Result<Arc<dyn Handler>, KindError> {
         let (settings, key) = settings_and_key(kind, settings)?;
         let key = key.ok_or_else(|| {
             KindError::key(

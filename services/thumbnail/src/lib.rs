@@ -89,8 +89,16 @@ pub struct Variant {
     pub max_side: u32,
     pub width: u32,
     pub height: u32,
+    pub output: OutputType,
     pub content_type: &'static str,
     pub bytes: Vec<u8>,
+}
+
+impl Variant {
+    /// The file extension of its type: `jpg`, `webp`.
+    pub fn extension(&self) -> &'static str {
+        self.output.extension()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -243,6 +251,7 @@ pub fn variant(source: &Source, spec: VariantSpec) -> Result<Variant, ThumbnailE
         max_side: spec.max_side,
         width,
         height,
+        output: spec.output,
         content_type: spec.output.content_type(),
         bytes,
     })
@@ -264,6 +273,8 @@ fn flatten_onto_white(image: &DynamicImage) -> Vec<u8> {
     }
     rgb
 }
+
+pub mod samples;
 
 #[cfg(test)]
 mod tests;

@@ -91,7 +91,7 @@ impl Worker {
                 Some(handler) => handler.clone(),
                 None => spec
                     .handler
-                    .build(&kind, &spec.settings)
+                    .build(&kind, &spec.settings, &self.config)
                     .with_context(|| format!("starting a worker for `{kind}`"))?,
             };
             handlers.push((kind, handler));
