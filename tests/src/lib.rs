@@ -54,6 +54,8 @@ pub fn webhook_signature(id: &str, timestamp: &str, body: &[u8]) -> String {
 pub struct TestEnv {
     pub id: String,
     pub config: Config,
+    /// Every topic `ensure_topics` created, deleted on drop.
+    created: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestEnv {
@@ -80,7 +82,11 @@ impl TestEnv {
             .display()
             .to_string();
         adjust(&mut config);
-        let env = Self { id, config };
+        let env = Self {
+            id,
+            config,
+            created: Default::default(),
+        };
         env.ensure_topics().await;
         env
     }
@@ -96,6 +102,10 @@ impl TestEnv {
 
     pub async fn ensure_topics(&self) {
         let specs = self.registry().topic_specs(&self.config);
+        self.created
+            .lock()
+            .unwrap()
+            .extend(specs.iter().map(|spec| spec.name.clone()));
         sluice_core::kafka::ensure_topics(
             &self.config.kafka,
             self.config.topics.replication_factor,
@@ -408,6 +418,32 @@ impl TestEnv {
             .iter()
             .map(|e| e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0))
             .sum()
+    }
+}
+
+/// A test's topics are deleted when it ends: a broker holding every topic of every earlier run
+/// (36 per test, ~4 000 partitions per `make test`) restarts slower with each run, and the
+/// broker-restart test waits for that restart.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Named from the configuration as it was: a test may have removed its schemas by now.
+        let mut names = std::mem::take(&mut *self.created.lock().unwrap());
+        names.sort();
+        names.dedup();
+        let bootstrap = self.config.kafka.bootstrap_servers.clone();
+        // Its own thread: Drop may run on a runtime thread, and the admin call is awaited here.
+        let deleting = std::thread::spawn(move || {
+            let admin: Result<rdkafka::admin::AdminClient<QuietContext>, _> =
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .create_with_context(QuietContext);
+            let Ok(admin) = admin else { return };
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let options = rdkafka::admin::AdminOptions::new()
+                .operation_timeout(Some(Duration::from_secs(10)));
+            let _ = futures::executor::block_on(admin.delete_topics(&refs, &options));
+        });
+        let _ = deleting.join();
     }
 }
 

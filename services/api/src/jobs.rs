@@ -14,7 +14,10 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use sluice_core::{headers, status::JobStatus};
+use sluice_core::{
+    headers::{self, OwnedHeaders},
+    status::{JobStatus, Status},
+};
 use sluice_kinds::PreparedJob;
 
 use crate::{
@@ -69,7 +72,7 @@ pub async fn enqueue(
 ) -> Result<String, ApiError> {
     let topic = state.topics.jobs(kind);
     // The job's log lines in every role carry the caller's trace when it sent one.
-    let (record_headers, traceparent) = headers::new_job_traced(&job.job_id, incoming);
+    let (record_headers, traceparent) = job.headers(incoming);
     let what = Produced {
         label: kind,
         unavailable: "the job queue cannot take jobs right now; retry later",
@@ -151,6 +154,61 @@ pub async fn status_after_wait(
         }
         state.waiters.forget_closed(job_id);
     }
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels a job that has not started (queued, or waiting for a retry).
+/// The status becomes `cancelled` at once (atomically: a job that started meanwhile is not
+/// touched), and the id goes to `jobs.<kind>.cancel`, which every worker of the kind reads, so
+/// a worker skips the job when it comes to it. A worker that had already taken the job before
+/// the cancellation reached it runs it, and its status says what happened.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let current = read_status(&state, &job_id).await?;
+    let not_cancellable = |status: Status| {
+        ApiError::Conflict(format!(
+            "job `{job_id}` is {}: only a job that has not started can be cancelled",
+            status.as_str()
+        ))
+    };
+    let cancelled = || Json(json!({"job_id": job_id, "status": "cancelled"}));
+    match current.status {
+        Status::Cancelled => return Ok(cancelled()),
+        status if !status.is_waiting() => return Err(not_cancellable(status)),
+        _ => {}
+    }
+    let was = state.status.cancel_if_waiting(&job_id).await.map_err(|e| {
+        tracing::warn!(error = %e, "cancelling in Redis failed");
+        ApiError::Unavailable("job status is unavailable right now; retry".into())
+    })?;
+    match was {
+        None => return Err(ApiError::NotFound(format!("no job `{job_id}`"))),
+        Some(Status::Cancelled) => return Ok(cancelled()),
+        Some(status) if !status.is_waiting() => return Err(not_cancellable(status)),
+        Some(_) => {}
+    }
+    let what = Produced {
+        label: &current.kind,
+        unavailable:
+            "the cancellation could not be recorded in Kafka; the job was not cancelled, retry",
+    };
+    let topic = state.topics.cancellations(&current.kind);
+    let announced = produce(&state, what, &topic, &job_id, b"", OwnedHeaders::new()).await;
+    if let Err(error) = announced {
+        // Workers would never hear of it: put the status back rather than show a cancellation
+        // that is not one.
+        if let Err(e) = state.status.restore(&current).await {
+            tracing::warn!(error = %e, %job_id, "could not restore the status of an unannounced cancellation");
+        }
+        return Err(error);
+    }
+    state
+        .metrics
+        .jobs_cancelled
+        .with_label_values(&[current.kind.as_str()])
+        .inc();
+    Ok(cancelled())
 }
 
 async fn read_status(state: &AppState, job_id: &str) -> Result<JobStatus, ApiError> {

@@ -38,7 +38,10 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     Router::new()
         // One pattern for both: POST names a kind, GET names a job id.
-        .route("/v1/jobs/{kind_or_id}", post(jobs::create).get(jobs::get))
+        .route(
+            "/v1/jobs/{kind_or_id}",
+            post(jobs::create).get(jobs::get).delete(jobs::cancel),
+        )
         .route("/v1/dlq/{kind}", get(dlq::list))
         .route("/v1/dlq/{kind}/replay", post(dlq::replay))
         .route("/v1/posts", post(social::create_post))

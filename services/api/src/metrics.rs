@@ -18,6 +18,7 @@ pub struct ApiMetrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     pub jobs_published: IntCounterVec,
+    pub jobs_cancelled: IntCounterVec,
     pub publish_failures: IntCounterVec,
     pub dlq_replays: IntCounterVec,
     pub feed_reads: prometheus::IntCounter,
@@ -59,6 +60,17 @@ impl ApiMetrics {
                 Opts::new(
                     "sluice_jobs_published_total",
                     "Jobs acknowledged by Kafka, by kind.",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+        );
+        let jobs_cancelled = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "sluice_jobs_cancelled_total",
+                    "Jobs cancelled through DELETE /v1/jobs/{id} before they started, by kind.",
                 ),
                 &["kind"],
             )
@@ -120,6 +132,7 @@ impl ApiMetrics {
             requests,
             request_seconds,
             jobs_published,
+            jobs_cancelled,
             publish_failures,
         }
     }

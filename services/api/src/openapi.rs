@@ -115,6 +115,14 @@ pub fn document(registry: &Registry) -> Json {
             "priority".to_owned(),
             json!({"type": "string", "enum": ["normal"], "description": "Priority lane (only `normal` until lanes are enabled)."}),
         ),
+        (
+            "expires_in".to_owned(),
+            json!({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1}], "description": "Not run if not started within this (`10m`, or seconds): status `expired`. Not with `expires_at`."}),
+        ),
+        (
+            "expires_at".to_owned(),
+            json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}], "description": "Not run if not started by then (RFC 3339, or ms since the epoch; in the future). Not with `expires_in`."}),
+        ),
     ]
     .into_iter()
     .collect();
@@ -148,7 +156,13 @@ pub fn document(registry: &Registry) -> Json {
         );
     }
     let kinds: Vec<String> = registry.names();
-    paths.insert("/v1/jobs/{job_id}".into(), json!({"get": {
+    let cancel = json!({
+        "operationId": "cancel_job", "tags": ["jobs"],
+        "summary": "Cancel a job that has not started (queued or waiting for a retry)",
+        "parameters": [path_param("job_id", json!({"type": "string"}))],
+        "responses": responses(("200", "Cancelled: workers skip it", json!({"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["cancelled"]}}})), &[("404", "Unknown or expired job"), ("409", "The job started or finished already (the message names its status)"), ("503", "Job status or Kafka unavailable; nothing was cancelled")]),
+    });
+    paths.insert("/v1/jobs/{job_id}".into(), json!({"delete": cancel, "get": {
         "operationId": "get_job", "tags": ["jobs"],
         "summary": "A job's status; with `wait`, once it is final or the wait is over",
         "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
@@ -221,7 +235,7 @@ pub fn document(registry: &Registry) -> Json {
         "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
         "responses": responses(("200", "The upload", json!({"type": "object", "required": ["job_id", "status", "attempts", "variants"], "properties": {
             "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered"]},
+            "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
             "attempts": {"type": "integer", "minimum": 0},
             "last_error": {"type": ["string", "null"]},
             "original": {"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/StoredObject"}]},
@@ -277,7 +291,7 @@ pub fn document(registry: &Registry) -> Json {
             "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}},
             "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
                 "job_id": {"type": "string"}, "kind": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered"]},
+                "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
                 "attempts": {"type": "integer", "minimum": 0},
                 "last_error": {"type": ["string", "null"]},
                 "result": {"description": "What the handler returned (JSON), or null"},

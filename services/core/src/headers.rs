@@ -3,7 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+pub use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{Header, Headers};
 
 pub const JOB_ID: &str = "sluice-job-id";
 pub const ATTEMPT: &str = "sluice-attempt";
@@ -16,6 +17,8 @@ pub const ORIGINAL_PARTITION: &str = "sluice-original-partition";
 pub const ORIGINAL_OFFSET: &str = "sluice-original-offset";
 pub const DEAD_AT: &str = "sluice-dead-at";
 pub const DUE_AT: &str = "sluice-due-at";
+/// A job not started by then (ms since epoch) is not run: status `expired`.
+pub const EXPIRES_AT: &str = "sluice-expires-at";
 pub const REPLAYED_FROM: &str = "sluice-replayed-from";
 
 pub fn now_millis() -> i64 {
@@ -64,15 +67,27 @@ pub fn new_job(job_id: &str) -> OwnedHeaders {
 /// Headers of a brand-new job, continuing the caller's trace when `incoming` is a valid
 /// `traceparent`; also returns the job's `traceparent`.
 pub fn new_job_traced(job_id: &str, incoming: Option<&str>) -> (OwnedHeaders, String) {
+    new_job_expiring(job_id, incoming, None)
+}
+
+/// `new_job_traced`, with `sluice-expires-at` when the job has a deadline.
+pub fn new_job_expiring(
+    job_id: &str,
+    incoming: Option<&str>,
+    expires_at: Option<i64>,
+) -> (OwnedHeaders, String) {
     let traceparent = incoming
         .and_then(trace_id)
         .map(child_traceparent)
         .unwrap_or_else(new_traceparent);
-    let headers = OwnedHeaders::new_with_capacity(4)
+    let mut headers = OwnedHeaders::new_with_capacity(5)
         .insert(str_header(JOB_ID, job_id))
         .insert(str_header(ATTEMPT, "1"))
         .insert(str_header(ENQUEUED_AT, &now_millis().to_string()))
         .insert(str_header(TRACEPARENT, &traceparent));
+    if let Some(at) = expires_at {
+        headers = headers.insert(str_header(EXPIRES_AT, &at.to_string()));
+    }
     (headers, traceparent)
 }
 

@@ -301,19 +301,26 @@ pub async fn ensure_topics(
 ) -> Result<Vec<String>, KafkaError> {
     let admin: AdminClient<QuietContext> =
         with_overrides(base(kafka), kafka).create_with_context(QuietContext)?;
+    let retentions: Vec<Option<String>> = specs
+        .iter()
+        .map(|spec| spec.retention.map(|r| r.as_millis().to_string()))
+        .collect();
     let new_topics: Vec<NewTopic> = specs
         .iter()
-        .map(|spec| {
-            let topic = NewTopic::new(
+        .zip(&retentions)
+        .map(|(spec, retention)| {
+            let mut topic = NewTopic::new(
                 &spec.name,
                 spec.partitions,
                 TopicReplication::Fixed(replication_factor),
             );
             if spec.compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
+                topic = topic.set("cleanup.policy", "compact");
             }
+            if let Some(ms) = retention {
+                topic = topic.set("retention.ms", ms);
+            }
+            topic
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -21,12 +21,19 @@ pub enum Status {
     Retrying,
     Succeeded,
     DeadLettered,
+    /// Cancelled before it started (`DELETE /v1/jobs/{id}`); a worker skips it.
+    Cancelled,
+    /// Not started before its `expires_at`; a worker skips it.
+    Expired,
 }
 
 impl Status {
     /// Nothing more will happen to the job (unless a person replays its dead letter).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Succeeded | Status::DeadLettered)
+        matches!(
+            self,
+            Status::Succeeded | Status::DeadLettered | Status::Cancelled | Status::Expired
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -36,7 +43,14 @@ impl Status {
             Status::Retrying => "retrying",
             Status::Succeeded => "succeeded",
             Status::DeadLettered => "dead_lettered",
+            Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
         }
+    }
+
+    /// Not started yet (or waiting between attempts): what a cancellation may still stop.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Status::Queued | Status::Retrying)
     }
 }
 
@@ -191,6 +205,55 @@ impl StatusStore {
             return Ok(None);
         };
         Ok(Some(stored))
+    }
+
+    /// Marks the job `cancelled` if it is still waiting (`Status::is_waiting`), atomically
+    /// against other writers of its status. Returns the status it had (`None`: no such job);
+    /// only a waiting one was changed.
+    pub async fn cancel_if_waiting(&self, job_id: &str) -> redis::RedisResult<Option<Status>> {
+        // The status document is JSON: Redis's cjson reads and rewrites it in place, so nothing
+        // can write between the check and the change.
+        let script = redis::Script::new(
+            r"
+            local stored = redis.call('GET', KEYS[1])
+            if not stored then return false end
+            local ok, status = pcall(cjson.decode, stored)
+            if not ok then return false end
+            local was = status.status
+            if was == 'queued' or was == 'retrying' then
+                status.status = 'cancelled'
+                status.updated_at = tonumber(ARGV[1])
+                redis.call('SET', KEYS[1], cjson.encode(status), 'PX', ARGV[2])
+            end
+            return was
+            ",
+        );
+        let was: Option<String> = script
+            .key(self.key(job_id))
+            .arg(now_millis())
+            .arg(self.ttl.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(was.and_then(|w| serde_json::from_value(serde_json::Value::String(w)).ok()))
+    }
+
+    /// Writes `status` back as it was (a cancellation that could not be announced).
+    pub async fn restore(&self, status: &JobStatus) -> redis::RedisResult<()> {
+        let stored = Stored {
+            kind: status.kind.as_str().into(),
+            status: status.status,
+            attempts: status.attempts,
+            last_error: status.last_error.as_deref().map(Into::into),
+            result: status.result.clone(),
+            updated_at: now_millis(),
+        };
+        redis::cmd("SET")
+            .arg(self.key(&status.job_id))
+            .arg(serde_json::to_string(&stored).expect("status serializes"))
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async::<()>(&mut self.redis.clone())
+            .await
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {

@@ -31,6 +31,12 @@ impl Topics {
         format!("{}jobs.{kind}.dlq.state", self.prefix)
     }
 
+    /// Ids of the kind's jobs cancelled before they started: `jobs.<kind>.cancel`. Every worker
+    /// of the kind reads all of it and skips those jobs.
+    pub fn cancellations(&self, kind: &str) -> String {
+        format!("{}jobs.{kind}.cancel", self.prefix)
+    }
+
     /// Where jobs that cannot succeed end: `jobs.<kind>.dlq`.
     pub fn dead_letters(&self, kind: &str) -> String {
         format!("{}jobs.{kind}.dlq", self.prefix)
@@ -50,7 +56,15 @@ impl Topics {
     }
 
     /// The topics of one job kind: its main topic, one per retry tier, the DLQ and its state.
-    pub fn kind_topics(&self, kind: &str, tiers: &[Duration], partitions: i32) -> Vec<TopicSpec> {
+    /// Every topic of a kind. `cancel_retention`: how long a cancellation is kept (as long as
+    /// job status, `redis.status_ttl`: a job older than that is not waiting any more).
+    pub fn kind_topics(
+        &self,
+        kind: &str,
+        tiers: &[Duration],
+        partitions: i32,
+        cancel_retention: Duration,
+    ) -> Vec<TopicSpec> {
         let mut topics = vec![TopicSpec::new(self.jobs(kind), partitions, false)];
         for delay in tiers {
             topics.push(TopicSpec::new(self.retry(kind, *delay), partitions, false));
@@ -59,6 +73,10 @@ impl Topics {
         // dead letters are too few to need more.
         topics.push(TopicSpec::new(self.dead_letters(kind), 1, false));
         topics.push(TopicSpec::new(self.dead_letter_state(kind), 1, true));
+        // One partition: every worker of the kind reads all of it anyway.
+        let mut cancellations = TopicSpec::new(self.cancellations(kind), 1, false);
+        cancellations.retention = Some(cancel_retention);
+        topics.push(cancellations);
         topics
     }
 
@@ -81,6 +99,8 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Log compaction: only the newest record per key is kept.
     pub compacted: bool,
+    /// `retention.ms`; `None`: the broker's default.
+    pub retention: Option<Duration>,
 }
 
 impl TopicSpec {
@@ -89,6 +109,7 @@ impl TopicSpec {
             name,
             partitions,
             compacted,
+            retention: None,
         }
     }
 }

@@ -11,6 +11,17 @@ pub struct PreparedJob {
     /// The user's ordering key, or the job id.
     pub key: String,
     pub value: Vec<u8>,
+    /// When a job not started by then is not run (ms since epoch), from `expires_in` or
+    /// `expires_at`.
+    pub expires_at: Option<i64>,
+}
+
+impl PreparedJob {
+    /// Its record headers, continuing the caller's trace when `incoming` is a `traceparent`;
+    /// also returns the job's `traceparent`.
+    pub fn headers(&self, incoming: Option<&str>) -> (sluice_core::headers::OwnedHeaders, String) {
+        sluice_core::headers::new_job_expiring(&self.job_id, incoming, self.expires_at)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +37,75 @@ pub enum JobError {
 /// Envelope fields a client may send next to the kind's own fields (docs/architecture.md §5).
 const KEY_FIELD: &str = "key";
 const PRIORITY_FIELD: &str = "priority";
+const EXPIRES_IN_FIELD: &str = "expires_in";
+const EXPIRES_AT_FIELD: &str = "expires_at";
+
+/// The deadline of `expires_in` (`"10m"`, or seconds) or `expires_at` (RFC 3339, or ms since the
+/// epoch), at most one of them; it must lie in the future.
+fn expiry(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<i64>, FieldError> {
+    let now = sluice_core::headers::now_millis();
+    let given = (
+        object.remove(EXPIRES_IN_FIELD),
+        object.remove(EXPIRES_AT_FIELD),
+    );
+    let field = if given.0.is_some() {
+        EXPIRES_IN_FIELD
+    } else {
+        EXPIRES_AT_FIELD
+    };
+    let at = match given {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                EXPIRES_IN_FIELD,
+                "give expires_in or expires_at, not both",
+            ))
+        }
+        (Some(within), None) => {
+            let duration = match &within {
+                serde_json::Value::String(text) => humantime::parse_duration(text.trim()).ok(),
+                serde_json::Value::Number(n) => n.as_u64().map(std::time::Duration::from_secs),
+                _ => None,
+            }
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                FieldError::new(
+                    EXPIRES_IN_FIELD,
+                    "must be a positive duration like \"10m\" or a number of seconds",
+                )
+            })?;
+            now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+        }
+        (None, Some(at)) => match &at {
+            serde_json::Value::String(text) => chrono::DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| {
+                    FieldError::new(
+                        EXPIRES_AT_FIELD,
+                        "must be an RFC 3339 time (2026-12-01T09:00:00+01:00) or ms since the epoch",
+                    )
+                })?,
+            serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| {
+                FieldError::new(EXPIRES_AT_FIELD, "must be whole milliseconds since the epoch")
+            })?,
+            _ => {
+                return Err(FieldError::new(
+                    EXPIRES_AT_FIELD,
+                    "must be an RFC 3339 time or ms since the epoch",
+                ))
+            }
+        },
+    };
+    if at <= now {
+        return Err(FieldError::new(
+            field,
+            "is already past: the job would never run",
+        ));
+    }
+    Ok(Some(at))
+}
 
 impl Registry {
     /// Turns a JSON job document into a record of `kind`: envelope fields taken out, the rest
@@ -74,10 +154,16 @@ impl Registry {
                 )
             }
         }
+        let expires_at = expiry(object)?;
         let record = sluice_core::json::json_to_avro(&schema.schema, &document)?;
         spec.handler.validate(&record)?;
         let value = encode_with(schema, record)
             .map_err(|e| FieldError::new("", format!("does not encode: {e}")))?;
-        Ok(PreparedJob { job_id, key, value })
+        Ok(PreparedJob {
+            job_id,
+            key,
+            value,
+            expires_at,
+        })
     }
 }

@@ -153,7 +153,9 @@ impl Registry {
         let partitions = config.topics.partitions;
         let mut specs: Vec<TopicSpec> = self
             .kinds()
-            .flat_map(|k| topics.kind_topics(&k.name, &k.plan.tiers, partitions))
+            .flat_map(|k| {
+                topics.kind_topics(&k.name, &k.plan.tiers, partitions, config.redis.status_ttl)
+            })
             .collect();
         specs.extend(topics.social_topics(partitions));
         specs

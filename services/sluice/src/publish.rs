@@ -26,7 +26,7 @@ use rdkafka::{
     util::Timeout,
     ClientContext,
 };
-use sluice_core::{headers, kafka::QuietContext, topics::Topics, Config};
+use sluice_core::{kafka::QuietContext, topics::Topics, Config};
 use sluice_kinds::Registry;
 
 use crate::cli::PublishArgs;
@@ -73,7 +73,7 @@ async fn publish_one(
     let record = FutureRecord::to(&topic)
         .key(&job.key)
         .payload(&job.value)
-        .headers(headers::new_job(&job.job_id));
+        .headers(job.headers(None).0);
     producer
         .send(record, Timeout::After(config.api.publish_timeout))
         .await
@@ -159,7 +159,7 @@ fn publish_many_blocking(
         let mut record = BaseRecord::to(&topic)
             .key(&job.key)
             .payload(&job.value)
-            .headers(headers::new_job(&job.job_id));
+            .headers(job.headers(None).0);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

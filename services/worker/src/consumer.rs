@@ -51,8 +51,24 @@ pub async fn consume(
             .map(|delay| rt.topics.retry(&rt.kind, *delay)),
     );
     let owner = format!("worker {}", rt.kind);
-    if !sluice_core::kafka::wait_for_topics(&rt.kafka, &topics, &owner, &rt.shutdown).await {
+    let cancellations = rt.topics.cancellations(&rt.kind);
+    let mut waited = topics.clone();
+    waited.push(cancellations.clone());
+    if !sluice_core::kafka::wait_for_topics(&rt.kafka, &waited, &owner, &rt.shutdown).await {
         return Ok(());
+    }
+    let reader_group = format!("{}.cancellations", rt.topics.worker_group(&rt.kind));
+    let follow = rt
+        .cancelled
+        .catch_up(
+            &rt.kafka,
+            &reader_group,
+            &cancellations,
+            rt.shutdown.clone(),
+        )
+        .await?;
+    if let Some(follow) = follow {
+        tokio::spawn(follow);
     }
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     rt.consumer

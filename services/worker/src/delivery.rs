@@ -19,12 +19,15 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// No `sluice-original-topic` yet: this is the job's first delivery.
     pub first_delivery: bool,
+    /// `sluice-expires-at`: not to be started after this (ms since the epoch).
+    pub expires_at: Option<i64>,
 }
 
 impl Delivery {
     pub fn new(message: OwnedMessage) -> Self {
         let (mut job_id, mut attempt, mut due_at, mut enqueued_at) = (None, None, None, None);
         let (mut traceparent, mut last_error, mut first_delivery) = (None, None, true);
+        let mut expires_at = None;
         if let Some(found) = message.headers() {
             // The last value of a repeated header wins, as `headers::get` does.
             for header in found.iter() {
@@ -37,6 +40,7 @@ impl Delivery {
                     headers::TRACEPARENT => traceparent = value().map(str::to_owned),
                     headers::ERROR => last_error = value().map(str::to_owned),
                     headers::ORIGINAL_TOPIC => first_delivery = value().is_none(),
+                    headers::EXPIRES_AT => expires_at = value().and_then(|v| v.parse().ok()),
                     _ => {}
                 }
             }
@@ -58,6 +62,7 @@ impl Delivery {
             traceparent,
             last_error,
             first_delivery,
+            expires_at,
         }
     }
 

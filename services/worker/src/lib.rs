@@ -1,6 +1,7 @@
 //! The sluice worker: consumes the topics of some job kinds, one consumer group per kind, runs
 //! each job's handler and records its outcome. See `consumer` for the delivery guarantee.
 
+mod cancellations;
 mod consumer;
 mod context;
 mod delivery;
@@ -190,6 +191,7 @@ impl Worker {
                 .collect();
             let rt = Arc::new(KindRuntime {
                 kind_metrics: metrics::KindMetrics::new(&metrics, &kind),
+                cancelled: Arc::new(cancellations::Cancelled::new(config.redis.status_ttl)),
                 tier_topics,
                 handler,
                 validate: spec.handler,

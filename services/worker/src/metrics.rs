@@ -160,6 +160,8 @@ pub struct KindMetrics {
     pub succeeded: IntCounter,
     pub retried: IntCounter,
     pub dead_lettered: IntCounter,
+    pub cancelled: IntCounter,
+    pub expired: IntCounter,
 }
 
 impl KindMetrics {
@@ -174,6 +176,8 @@ impl KindMetrics {
             succeeded: finished("success"),
             retried: finished("retry"),
             dead_lettered: finished("dead_letter"),
+            cancelled: finished("cancelled"),
+            expired: finished("expired"),
         }
     }
 }

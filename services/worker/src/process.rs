@@ -54,6 +54,8 @@ pub struct KindRuntime {
     pub kafka: sluice_core::config::KafkaConfig,
     pub metrics: WorkerMetrics,
     pub kind_metrics: KindMetrics,
+    /// The kind's jobs cancelled before they started.
+    pub cancelled: Arc<crate::cancellations::Cancelled>,
     pub shutdown: CancellationToken,
 }
 
@@ -80,6 +82,28 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
     if let Some(due) = delivery.due_at {
         let late = (now_millis() - due).max(0) as f64 / 1000.0;
         metrics.retry_lateness_seconds.observe(late);
+    }
+
+    // Before each attempt: a cancelled or expired job is skipped, its offset stored.
+    let skipped = if delivery.expires_at.is_some_and(|at| now_millis() >= at) {
+        Some((Status::Expired, &metrics.expired))
+    } else if rt.cancelled.contains(&delivery.job_id) {
+        Some((Status::Cancelled, &metrics.cancelled))
+    } else {
+        None
+    };
+    if let Some((status, counter)) = skipped {
+        tracing::debug!(attempt, status = status.as_str(), "job skipped");
+        counter.inc();
+        let update = status_update(
+            &rt,
+            &delivery.job_id,
+            status,
+            attempt - 1,
+            delivery.last_error.as_deref(),
+            None,
+        );
+        return finish(rt, delivery, update).await;
     }
 
     tracing::debug!(attempt, "job started");
@@ -129,6 +153,11 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
     if update.status.is_final() {
         observe_end_to_end(&rt, &delivery);
     }
+    finish(rt, delivery, update).await;
+}
+
+/// Records the job's status, then stores its offset once that is in Redis (or Redis gave up).
+async fn finish(rt: Arc<KindRuntime>, delivery: Delivery, update: StatusUpdate) {
     let message = &delivery.message;
     let (topic, partition, offset) = (
         message.topic().to_owned(),
@@ -359,7 +388,7 @@ async fn enqueue_follow_ups(
     }
     let traceparent = delivery.traceparent.as_deref();
     let sends = prepared.iter().map(|(topic, job)| {
-        let record_headers = || headers::new_job_traced(&job.job_id, traceparent).0;
+        let record_headers = || job.headers(traceparent).0;
         produce_until_acked(
             rt,
             &job.job_id,
