@@ -107,7 +107,7 @@ pub async fn enqueue(
 #[serde(deny_unknown_fields)]
 pub struct GetQuery {
     /// Wait this long (`10s`, `500ms`, or seconds) for a final status; at most `wait::MAX_WAIT`.
-    wait: Option<String>,
+    pub wait: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}`, or with `?wait=` the status once final or when the wait is over.
@@ -173,11 +173,7 @@ pub async fn cancel(
         ))
     };
     let cancelled = || Json(json!({"job_id": job_id, "status": "cancelled"}));
-    match current.status {
-        Status::Cancelled => return Ok(cancelled()),
-        status if !status.is_waiting() => return Err(not_cancellable(status)),
-        _ => {}
-    }
+    // Decided on what the script saw, not on `current`: the job may have moved on since.
     let was = state.status.cancel_if_waiting(&job_id).await.map_err(|e| {
         tracing::warn!(error = %e, "cancelling in Redis failed");
         ApiError::Unavailable("job status is unavailable right now; retry".into())

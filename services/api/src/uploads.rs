@@ -267,17 +267,11 @@ fn extension(source_type: SourceType) -> &'static str {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetQuery {
-    wait: Option<String>,
-}
-
 /// The upload's job status; once it succeeded, its original and variants.
 pub async fn get(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
-    query: Result<Query<GetQuery>, QueryRejection>,
+    query: Result<Query<jobs::GetQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = jobs::status_after_wait(&state, &job_id, query.wait.as_deref()).await?;

@@ -151,14 +151,9 @@ impl StatusStore {
             result: None,
             updated_at: now_millis(),
         };
-        redis::cmd("SET")
-            .arg(self.key(job_id))
-            .arg(serde_json::to_string(&queued).expect("status serializes"))
-            .arg("NX")
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
-            .query_async::<()>(&mut self.redis.clone())
-            .await
+        let mut set = self.set(job_id, &queued);
+        set.arg("NX");
+        set.query_async::<()>(&mut self.redis.clone()).await
     }
 
     /// Adds the one command of one job's status change to `pipe` (`StatusWriter` sends many in
@@ -172,12 +167,7 @@ impl StatusStore {
             result: update.result.clone(),
             updated_at: now,
         };
-        pipe.cmd("SET")
-            .arg(self.key(&update.job_id))
-            .arg(serde_json::to_string(&stored).expect("status serializes"))
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
-            .ignore();
+        pipe.add_command(self.set(&update.job_id, &stored)).ignore();
     }
 
     /// Adds the one notification of a batch naming every job in it that became final.
@@ -247,13 +237,19 @@ impl StatusStore {
             result: status.result.clone(),
             updated_at: now_millis(),
         };
-        redis::cmd("SET")
-            .arg(self.key(&status.job_id))
-            .arg(serde_json::to_string(&stored).expect("status serializes"))
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
+        self.set(&status.job_id, &stored)
             .query_async::<()>(&mut self.redis.clone())
             .await
+    }
+
+    /// `SET <key> <document> PX <status_ttl>`: every status write is this one command.
+    fn set(&self, job_id: &str, stored: &Stored<'_>) -> redis::Cmd {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(job_id))
+            .arg(serde_json::to_string(stored).expect("status serializes"))
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64);
+        cmd
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {

@@ -132,8 +132,7 @@ impl HandlerType for Image {
             .map_err(|e| FieldError::new("", format!("not an image record: {e}")))?;
         check_key(&job.object).map_err(|e| FieldError::new("object", e.problem))?;
         if let Some(url) = &job.notify_url {
-            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-            if !scheme_ok || url.len() <= "https://".len() || url.len() > 2048 {
+            if !crate::webhook::is_http_url(url) || url.len() > 2048 {
                 return Err(FieldError::new(
                     "notify_url",
                     "must be an absolute http:// or https:// URL of at most 2048 bytes",
@@ -255,7 +254,7 @@ impl Handler for ImageHandler {
             } else {
                 format!("{folder}/{name}")
             };
-            let size = variant.bytes.len();
+            let (size, content_type) = (variant.bytes.len(), variant.content_type());
             self.storage
                 .put(&key, variant.bytes.into())
                 .await
@@ -264,7 +263,7 @@ impl Handler for ImageHandler {
                 "max_side": variant.max_side,
                 "key": key,
                 "url": self.storage.url(&key),
-                "content_type": variant.content_type,
+                "content_type": content_type,
                 "width": variant.width,
                 "height": variant.height,
                 "bytes": size,

@@ -40,6 +40,13 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// An absolute `http://` or `https://` URL with something after the scheme: what a webhook (or
+/// any kind's callback URL) may be sent to.
+pub fn is_http_url(url: &str) -> bool {
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    scheme_ok && url.len() > "https://".len()
+}
+
 pub struct Webhook;
 
 impl HandlerType for Webhook {
@@ -57,8 +64,7 @@ impl HandlerType for Webhook {
             problem: problem.to_owned(),
         };
         let url = string_field(record, "url").unwrap_or_default();
-        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok || url.len() <= "https://".len() {
+        if !is_http_url(url) {
             return Err(problem(
                 "url",
                 "must be an absolute http:// or https:// URL",

@@ -90,11 +90,14 @@ pub struct Variant {
     pub width: u32,
     pub height: u32,
     pub output: OutputType,
-    pub content_type: &'static str,
     pub bytes: Vec<u8>,
 }
 
 impl Variant {
+    pub fn content_type(&self) -> &'static str {
+        self.output.content_type()
+    }
+
     /// The file extension of its type: `jpg`, `webp`.
     pub fn extension(&self) -> &'static str {
         self.output.extension()
@@ -252,7 +255,6 @@ pub fn variant(source: &Source, spec: VariantSpec) -> Result<Variant, ThumbnailE
         width,
         height,
         output: spec.output,
-        content_type: spec.output.content_type(),
         bytes,
     })
 }

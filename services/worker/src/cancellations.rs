@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
@@ -26,7 +26,7 @@ const PRUNE_EVERY: usize = 10_000;
 
 pub struct Cancelled {
     /// Job id → when its cancellation was produced (ms).
-    ids: Mutex<HashMap<String, i64>>,
+    ids: RwLock<HashMap<String, i64>>,
     retention_ms: i64,
 }
 
@@ -34,20 +34,21 @@ impl Cancelled {
     /// An empty set whose entries are forgotten `retention` after their cancellation.
     pub fn new(retention: Duration) -> Self {
         Self {
-            ids: Mutex::new(HashMap::new()),
+            ids: RwLock::new(HashMap::new()),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
     pub fn contains(&self, job_id: &str) -> bool {
+        // Every job checks; a write happens once per cancellation.
         self.ids
-            .lock()
+            .read()
             .expect("cancellations lock")
             .contains_key(job_id)
     }
 
     fn insert(&self, job_id: String, at: i64) {
-        let mut ids = self.ids.lock().expect("cancellations lock");
+        let mut ids = self.ids.write().expect("cancellations lock");
         ids.insert(job_id, at);
         if ids.len().is_multiple_of(PRUNE_EVERY) {
             let oldest = now_millis().saturating_sub(self.retention_ms);
