@@ -21,7 +21,6 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use sluice_core::{
-    headers,
     kafka::{self, QuietContext},
     status::{JobStatus, Status, StatusStore},
     topics::Topics,
@@ -150,6 +149,22 @@ impl TestEnv {
         }
     }
 
+    /// The delay-ladder mover (part of `sluice scheduler`); its metrics in `info`.
+    pub fn start_delay_ladder(&self) -> RunningRole<prometheus::Registry> {
+        let shutdown = CancellationToken::new();
+        let registry = prometheus::Registry::new();
+        let handle = tokio::spawn(sluice_scheduler::ladder::run(
+            Arc::new(self.config.clone()),
+            registry.clone(),
+            shutdown.clone(),
+        ));
+        RunningRole {
+            info: registry,
+            shutdown,
+            handle,
+        }
+    }
+
     pub async fn start_fanout(&self) -> RunningRole<SocketAddr> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -244,6 +259,10 @@ impl TestEnv {
                 "127.0.0.1:0".into(),
             ),
             (
+                "SLUICE__SCHEDULER__METRICS_LISTEN".into(),
+                "127.0.0.1:0".into(),
+            ),
+            (
                 "SLUICE__SOCIAL__BATCH_SIZE".into(),
                 self.config.social.batch_size.to_string(),
             ),
@@ -303,18 +322,20 @@ impl TestEnv {
         bodies: impl IntoIterator<Item = String>,
     ) -> Vec<String> {
         let producer = self.producer();
-        let topic = self.topics().jobs(kind);
+        let topics = self.topics();
         let registry = self.registry();
         let sends = bodies.into_iter().map(|body| {
             let job = registry
                 .prepare(kind, body.as_bytes())
                 .expect("a valid job");
-            let (producer, topic) = (producer.clone(), topic.clone());
+            // Its lane, or the delay ladder, as the api would send it.
+            let route = job.route(&topics, kind, None);
+            let producer = producer.clone();
             async move {
-                let record = FutureRecord::to(&topic)
+                let record = FutureRecord::to(&route.topic)
                     .key(&job.key)
                     .payload(&job.value)
-                    .headers(headers::new_job(&job.job_id));
+                    .headers(route.headers);
                 producer
                     .send(record, Duration::from_secs(10))
                     .await

@@ -51,13 +51,18 @@ pub async fn create(
         .and_then(|v| v.to_str().ok());
     let traceparent = enqueue(&state, &kind, &job, incoming).await?;
     let location = format!("/v1/jobs/{}", job.job_id);
+    let mut accepted = json!({ "job_id": job.job_id, "status": "queued" });
+    if let Some(at) = job.run_at {
+        accepted["status"] = json!("scheduled");
+        accepted["run_at"] = json!(at);
+    }
     Ok((
         StatusCode::ACCEPTED,
         [
             (LOCATION, location),
             (HeaderName::from_static("traceparent"), traceparent),
         ],
-        Json(json!({ "job_id": job.job_id, "status": "queued" })),
+        Json(accepted),
     )
         .into_response())
 }
@@ -70,14 +75,21 @@ pub async fn enqueue(
     job: &PreparedJob,
     incoming: Option<&str>,
 ) -> Result<String, ApiError> {
-    let topic = state.topics.jobs(kind);
     // The job's log lines in every role carry the caller's trace when it sent one.
-    let (record_headers, traceparent) = job.headers(incoming);
+    let route = job.route(&state.topics, kind, incoming);
     let what = Produced {
         label: kind,
         unavailable: "the job queue cannot take jobs right now; retry later",
     };
-    produce(state, what, &topic, &job.key, &job.value, record_headers).await?;
+    produce(
+        state,
+        what,
+        &route.topic,
+        &job.key,
+        &job.value,
+        route.headers,
+    )
+    .await?;
     state
         .metrics
         .jobs_published
@@ -88,7 +100,7 @@ pub async fn enqueue(
     // worker writes its own, so it must not turn an accepted job into an error.
     let status_write = tokio::time::timeout(
         Duration::from_secs(1),
-        state.status.mark_queued(&job.job_id, kind),
+        state.status.mark_accepted(&job.job_id, kind, job.run_at),
     )
     .await;
     if !matches!(status_write, Ok(Ok(()))) {
@@ -97,10 +109,10 @@ pub async fn enqueue(
     tracing::debug!(
         job_id = %job.job_id,
         %kind,
-        trace_id = headers::trace_id(&traceparent).unwrap_or_default(),
+        trace_id = headers::trace_id(&route.traceparent).unwrap_or_default(),
         "job accepted"
     );
-    Ok(traceparent)
+    Ok(route.traceparent)
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,7 +168,8 @@ pub async fn status_after_wait(
     }
 }
 
-/// `DELETE /v1/jobs/{id}`: cancels a job that has not started (queued, or waiting for a retry).
+/// `DELETE /v1/jobs/{id}`: cancels a job that has not started (queued, scheduled, or waiting for
+/// a retry).
 /// The status becomes `cancelled` at once (atomically: a job that started meanwhile is not
 /// touched), and the id goes to `jobs.<kind>.cancel`, which every worker of the kind reads, so
 /// a worker skips the job when it comes to it. A worker that had already taken the job before

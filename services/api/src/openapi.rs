@@ -113,7 +113,15 @@ pub fn document(registry: &Registry) -> Json {
         ),
         (
             "priority".to_owned(),
-            json!({"type": "string", "enum": ["normal"], "description": "Priority lane (only `normal` until lanes are enabled)."}),
+            json!({"type": "string", "enum": ["high", "normal", "low"], "description": "Priority lane: `jobs.<kind>.high`, `jobs.<kind>` or `jobs.<kind>.low`. Workers serve lanes weighted (default 8:4:1). Default `normal`."}),
+        ),
+        (
+            "run_at".to_owned(),
+            json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}], "description": "Do not start before then (RFC 3339, or ms since the epoch), at most 30 days ahead: status `scheduled`. A time already past runs now. Not with `delay`."}),
+        ),
+        (
+            "delay".to_owned(),
+            json!({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1, "maximum": 2592000}], "description": "Do not start before this long from now (`90s`, `2h`, or seconds), 1 s to 30 days: status `scheduled`. Not with `run_at`."}),
         ),
         (
             "expires_in".to_owned(),
@@ -235,7 +243,7 @@ pub fn document(registry: &Registry) -> Json {
         "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
         "responses": responses(("200", "The upload", json!({"type": "object", "required": ["job_id", "status", "attempts", "variants"], "properties": {
             "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
+            "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
             "attempts": {"type": "integer", "minimum": 0},
             "last_error": {"type": ["string", "null"]},
             "original": {"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/StoredObject"}]},
@@ -288,13 +296,14 @@ pub fn document(registry: &Registry) -> Json {
         "paths": paths,
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}}},
+            "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
             "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
                 "job_id": {"type": "string"}, "kind": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
+                "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
                 "attempts": {"type": "integer", "minimum": 0},
                 "last_error": {"type": ["string", "null"]},
                 "result": {"description": "What the handler returned (JSON), or null"},
+                "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
                 "updated_at": {"type": "integer"}}},
             "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
                 "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},

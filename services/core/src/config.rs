@@ -12,7 +12,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::retry::RetryConfig;
+use crate::{
+    lanes::{LaneWeights, Priority},
+    retry::RetryConfig,
+};
 
 /// One `[kinds.<kind>]` table as written: `handler`, `concurrency`, retry keys and the handler's
 /// own settings. The kind registry splits and checks it (unknown keys are errors there).
@@ -36,6 +39,11 @@ pub struct Config {
     pub schemas: SchemasConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    /// Periodic jobs: `[[schedules]]`, each a kind, its payload and a cron or a period; the
+    /// scheduler role fires them (see `schedules`). Default: none.
+    pub schedules: Vec<crate::schedules::ScheduleConfig>,
+    /// The scheduler role (see `schedules`).
+    pub scheduler: crate::schedules::SchedulerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -179,6 +187,21 @@ pub struct WorkerConfig {
     /// Holding them (rather than pausing at the first) keeps a retry due sooner from waiting
     /// behind one due later. Default 1000.
     pub max_held_retries: usize,
+    /// The lanes this worker serves when `--lanes` is not given: `high`, `normal`, `low`.
+    /// A worker serving `normal` also runs every lane's retries (they share the retry tiers),
+    /// each still in its own lane's turn. Default all three.
+    pub lanes: Vec<Priority>,
+    /// How slots are shared between lanes with jobs waiting, unless `[kinds.<kind>]
+    /// lane_weights` says otherwise. Default `{ high = 8, normal = 4, low = 1 }`.
+    pub lane_weights: LaneWeights,
+    /// The longest a job waits for a slot behind other lanes' jobs: one waiting longer is
+    /// started next whatever the weights say, so a low lane never starves. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub lane_max_wait: Duration,
+    /// Jobs read ahead per partition while they wait for a slot; a partition holding this many
+    /// is paused until half have started, so memory stays bounded while another lane's jobs
+    /// can still be read and preferred. Default 64.
+    pub read_ahead: usize,
 }
 
 impl Default for WorkerConfig {
@@ -190,6 +213,10 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             commit_interval: Duration::from_secs(1),
             max_held_retries: 1000,
+            lanes: Priority::ALL.to_vec(),
+            lane_weights: LaneWeights::default(),
+            lane_max_wait: Duration::from_secs(10),
+            read_ahead: 64,
         }
     }
 }
@@ -354,6 +381,25 @@ impl Config {
         }
         if self.worker.max_held_retries == 0 {
             return invalid("worker.max_held_retries", "must be at least 1");
+        }
+        if let Some(problem) = self.worker.lane_weights.problem() {
+            return invalid("worker.lane_weights", problem);
+        }
+        if self.worker.lanes.is_empty() {
+            return invalid("worker.lanes", "name at least one of high, normal, low");
+        }
+        // A lane not read for longer than max.poll.interval.ms (300 s) would drop the worker
+        // from its group.
+        if self.worker.lane_max_wait.is_zero()
+            || self.worker.lane_max_wait > Duration::from_secs(120)
+        {
+            return invalid(
+                "worker.lane_max_wait",
+                "must be more than 0 and at most 120s",
+            );
+        }
+        if self.worker.read_ahead == 0 {
+            return invalid("worker.read_ahead", "must be at least 1");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");

@@ -20,6 +20,15 @@ pub const DUE_AT: &str = "sluice-due-at";
 /// A job not started by then (ms since epoch) is not run: status `expired`.
 pub const EXPIRES_AT: &str = "sluice-expires-at";
 pub const REPLAYED_FROM: &str = "sluice-replayed-from";
+/// The job's lane (`high`, `normal`, `low`); kept on retries so a retry is served in its lane.
+/// An outside producer may set it; absent, the lane is the topic's.
+pub const PRIORITY: &str = "sluice-priority";
+/// A delayed job is not started before then (ms since epoch).
+pub const RUN_AT: &str = "sluice-run-at";
+/// Where a delayed job goes once due: its lane topic.
+pub const TARGET_TOPIC: &str = "sluice-target-topic";
+/// When a record on a rung of the delay ladder may move on (ms since epoch).
+pub const HOP_DUE_AT: &str = "sluice-hop-due-at";
 
 pub fn now_millis() -> i64 {
     SystemTime::now()
@@ -67,14 +76,25 @@ pub fn new_job(job_id: &str) -> OwnedHeaders {
 /// Headers of a brand-new job, continuing the caller's trace when `incoming` is a valid
 /// `traceparent`; also returns the job's `traceparent`.
 pub fn new_job_traced(job_id: &str, incoming: Option<&str>) -> (OwnedHeaders, String) {
-    new_job_expiring(job_id, incoming, None)
+    new_job_with(job_id, incoming, &JobOptions::default())
 }
 
-/// `new_job_traced`, with `sluice-expires-at` when the job has a deadline.
-pub fn new_job_expiring(
+/// When and where a new job runs, beyond its id and trace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobOptions {
+    /// `sluice-expires-at`: not started after this, it is not run.
+    pub expires_at: Option<i64>,
+    /// `sluice-run-at`: not started before this.
+    pub run_at: Option<i64>,
+    /// `sluice-priority`, written unless normal.
+    pub priority: crate::lanes::Priority,
+}
+
+/// `new_job_traced`, with the headers of `options`.
+pub fn new_job_with(
     job_id: &str,
     incoming: Option<&str>,
-    expires_at: Option<i64>,
+    options: &JobOptions,
 ) -> (OwnedHeaders, String) {
     let traceparent = incoming
         .and_then(trace_id)
@@ -85,8 +105,14 @@ pub fn new_job_expiring(
         .insert(str_header(ATTEMPT, "1"))
         .insert(str_header(ENQUEUED_AT, &now_millis().to_string()))
         .insert(str_header(TRACEPARENT, &traceparent));
-    if let Some(at) = expires_at {
+    if let Some(at) = options.expires_at {
         headers = headers.insert(str_header(EXPIRES_AT, &at.to_string()));
+    }
+    if let Some(at) = options.run_at {
+        headers = headers.insert(str_header(RUN_AT, &at.to_string()));
+    }
+    if options.priority != crate::lanes::Priority::Normal {
+        headers = headers.insert(str_header(PRIORITY, options.priority.as_str()));
     }
     (headers, traceparent)
 }

@@ -3,12 +3,15 @@
 
 pub mod codec;
 pub mod config;
+pub mod delays;
 pub mod headers;
 pub mod json;
 pub mod kafka;
 pub mod kafka_stats;
+pub mod lanes;
 pub mod metrics;
 pub mod retry;
+pub mod schedules;
 pub mod schema_dir;
 pub mod shutdown;
 pub mod status;

@@ -17,6 +17,8 @@ use crate::{config::RedisConfig, headers::now_millis};
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
+    /// Delayed: waits on the delay ladder until its `run_at`.
+    Scheduled,
     Running,
     Retrying,
     Succeeded,
@@ -39,6 +41,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
+            Status::Scheduled => "scheduled",
             Status::Running => "running",
             Status::Retrying => "retrying",
             Status::Succeeded => "succeeded",
@@ -50,7 +53,7 @@ impl Status {
 
     /// Not started yet (or waiting between attempts): what a cancellation may still stop.
     pub fn is_waiting(self) -> bool {
-        matches!(self, Status::Queued | Status::Retrying)
+        matches!(self, Status::Queued | Status::Scheduled | Status::Retrying)
     }
 }
 
@@ -64,6 +67,9 @@ pub struct JobStatus {
     pub last_error: Option<String>,
     /// What the handler returned (a small JSON document), once the job succeeded.
     pub result: Option<serde_json::Value>,
+    /// A delayed job's due time (ms since the epoch), while it is `scheduled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
     /// Milliseconds since the Unix epoch.
     pub updated_at: i64,
 }
@@ -105,6 +111,8 @@ struct Stored<'a> {
     last_error: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_at: Option<i64>,
     updated_at: i64,
 }
 
@@ -143,15 +151,33 @@ impl StatusStore {
     /// Records a job as queued unless a worker already recorded progress: the API writes this
     /// after Kafka's acknowledgement, which can come after a fast worker has started the job.
     pub async fn mark_queued(&self, job_id: &str, kind: &str) -> redis::RedisResult<()> {
-        let queued = Stored {
+        self.mark_accepted(job_id, kind, None).await
+    }
+
+    /// `mark_queued`, or for a delayed job `scheduled` with its due time, kept until
+    /// `status_ttl` after it is due.
+    pub async fn mark_accepted(
+        &self,
+        job_id: &str,
+        kind: &str,
+        run_at: Option<i64>,
+    ) -> redis::RedisResult<()> {
+        let now = now_millis();
+        let accepted = Stored {
             kind: kind.into(),
-            status: Status::Queued,
+            status: if run_at.is_some() {
+                Status::Scheduled
+            } else {
+                Status::Queued
+            },
             attempts: 0,
             last_error: None,
             result: None,
-            updated_at: now_millis(),
+            run_at,
+            updated_at: now,
         };
-        let mut set = self.set(job_id, &queued);
+        let wait = Duration::from_millis(run_at.map_or(0, |at| (at - now).max(0) as u64));
+        let mut set = self.set_kept(job_id, &accepted, wait + self.ttl);
         set.arg("NX");
         set.query_async::<()>(&mut self.redis.clone()).await
     }
@@ -165,6 +191,7 @@ impl StatusStore {
             attempts: update.attempts,
             last_error: update.error.as_deref().map(Into::into),
             result: update.result.clone(),
+            run_at: None,
             updated_at: now,
         };
         pipe.add_command(self.set(&update.job_id, &stored)).ignore();
@@ -189,6 +216,7 @@ impl StatusStore {
                 attempts: s.attempts,
                 last_error: s.last_error.map(|e| e.into_owned()),
                 result: s.result,
+                run_at: s.run_at,
                 updated_at: s.updated_at,
             })
         }) else {
@@ -210,7 +238,7 @@ impl StatusStore {
             local ok, status = pcall(cjson.decode, stored)
             if not ok then return false end
             local was = status.status
-            if was == 'queued' or was == 'retrying' then
+            if was == 'queued' or was == 'scheduled' or was == 'retrying' then
                 status.status = 'cancelled'
                 status.updated_at = tonumber(ARGV[1])
                 redis.call('SET', KEYS[1], cjson.encode(status), 'PX', ARGV[2])
@@ -221,7 +249,8 @@ impl StatusStore {
         let was: Option<String> = script
             .key(self.key(job_id))
             .arg(now_millis())
-            .arg(self.ttl.as_millis() as u64)
+            // A cancelled delayed job stays visible until status_ttl after it would have run.
+            .arg(self.ttl.as_millis() as u64 + crate::delays::MAX_DELAY.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(was.and_then(|w| serde_json::from_value(serde_json::Value::String(w)).ok()))
@@ -235,6 +264,7 @@ impl StatusStore {
             attempts: status.attempts,
             last_error: status.last_error.as_deref().map(Into::into),
             result: status.result.clone(),
+            run_at: status.run_at,
             updated_at: now_millis(),
         };
         self.set(&status.job_id, &stored)
@@ -244,11 +274,16 @@ impl StatusStore {
 
     /// `SET <key> <document> PX <status_ttl>`: every status write is this one command.
     fn set(&self, job_id: &str, stored: &Stored<'_>) -> redis::Cmd {
+        self.set_kept(job_id, stored, self.ttl)
+    }
+
+    /// `set`, kept for `keep` instead of `status_ttl`.
+    fn set_kept(&self, job_id: &str, stored: &Stored<'_>, keep: Duration) -> redis::Cmd {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(job_id))
             .arg(serde_json::to_string(stored).expect("status serializes"))
             .arg("PX")
-            .arg(self.ttl.as_millis() as u64);
+            .arg(keep.as_millis() as u64);
         cmd
     }
 

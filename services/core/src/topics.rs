@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{config::TopicsConfig, retry::tier_name};
+use crate::{config::TopicsConfig, lanes::Priority, retry::tier_name};
 
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -19,6 +19,26 @@ impl Topics {
     /// The main topic of a job kind: `jobs.<kind>`.
     pub fn jobs(&self, kind: &str) -> String {
         format!("{}jobs.{kind}", self.prefix)
+    }
+
+    /// The topic of a lane: `jobs.<kind>.high`, `jobs.<kind>`, `jobs.<kind>.low`.
+    pub fn lane(&self, kind: &str, priority: Priority) -> String {
+        match priority {
+            Priority::Normal => self.jobs(kind),
+            other => format!("{}jobs.{kind}.{}", self.prefix, other.as_str()),
+        }
+    }
+
+    /// The lane a topic of `kind` is, `None` for its other topics.
+    pub fn lane_of(&self, kind: &str, topic: &str) -> Option<Priority> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| self.lane(kind, *p) == topic)
+    }
+
+    /// A rung of the delay ladder shared by every kind: `sluice.delay.<delay>`.
+    pub fn delay_rung(&self, delay: Duration) -> String {
+        format!("{}sluice.delay.{}", self.prefix, tier_name(delay))
     }
 
     /// A retry tier: `jobs.<kind>.retry.<delay>`.
@@ -55,8 +75,8 @@ impl Topics {
         format!("{}sluice.worker.{kind}", self.prefix)
     }
 
-    /// The topics of one job kind: its main topic, one per retry tier, the DLQ and its state.
-    /// Every topic of a kind. `cancel_retention`: how long a cancellation is kept (as long as
+    /// Every topic of a kind: its three lanes, one per retry tier, the DLQ and its state, and its
+    /// cancellations. `cancel_retention`: how long a cancellation is kept (as long as
     /// job status, `redis.status_ttl`: a job older than that is not waiting any more).
     pub fn kind_topics(
         &self,
@@ -65,7 +85,10 @@ impl Topics {
         partitions: i32,
         cancel_retention: Duration,
     ) -> Vec<TopicSpec> {
-        let mut topics = vec![TopicSpec::new(self.jobs(kind), partitions, false)];
+        let mut topics: Vec<TopicSpec> = Priority::ALL
+            .iter()
+            .map(|lane| TopicSpec::new(self.lane(kind, *lane), partitions, false))
+            .collect();
         for delay in tiers {
             topics.push(TopicSpec::new(self.retry(kind, *delay), partitions, false));
         }
@@ -78,6 +101,51 @@ impl Topics {
         cancellations.retention = Some(cancel_retention);
         topics.push(cancellations);
         topics
+    }
+
+    /// Records on the delay ladder that name no lane or due time (not written by sluice).
+    pub fn delay_dead_letters(&self) -> String {
+        format!("{}sluice.delay.dlq", self.prefix)
+    }
+
+    /// The rungs of the delay ladder (`crate::delays`), shared by every kind, and its dead
+    /// letters.
+    pub fn delay_topics(&self, partitions: i32) -> Vec<TopicSpec> {
+        let mut topics: Vec<TopicSpec> = crate::delays::RUNGS
+            .iter()
+            .map(|rung| TopicSpec::new(self.delay_rung(*rung), partitions, false))
+            .collect();
+        topics.push(TopicSpec::new(self.delay_dead_letters(), 1, false));
+        topics
+    }
+
+    /// The scheduler's leader election topic: one partition, whose owner in the scheduler group
+    /// is the leader. Nothing is written to it.
+    pub fn scheduler_leader(&self) -> String {
+        format!("{}sluice.scheduler.leader", self.prefix)
+    }
+
+    /// The last fired tick of each schedule, keyed by schedule name, compacted.
+    pub fn schedule_fires(&self) -> String {
+        format!("{}sluice.schedules.fired", self.prefix)
+    }
+
+    /// The consumer group whose owner of the leader topic fires the schedules.
+    pub fn scheduler_group(&self) -> String {
+        format!("{}sluice.scheduler", self.prefix)
+    }
+
+    /// The consumer group moving delayed jobs down the ladder.
+    pub fn delay_group(&self) -> String {
+        format!("{}sluice.delays", self.prefix)
+    }
+
+    /// The scheduler's topics.
+    pub fn scheduler_topics(&self) -> Vec<TopicSpec> {
+        vec![
+            TopicSpec::new(self.scheduler_leader(), 1, false),
+            TopicSpec::new(self.schedule_fires(), 1, true),
+        ]
     }
 
     /// The social topics and their dead-letter topics.

@@ -105,11 +105,22 @@ impl Dlq {
         progress: &mut impl FnMut(usize, usize),
     ) -> Result<ReplayReport, DlqError> {
         let selected = self.pending_matching(kind, selector).await?;
-        let (main, dlq) = (self.topics.jobs(kind), self.topics.dead_letters(kind));
+        let dlq = self.topics.dead_letters(kind);
+        // Back to the lane the job came from: its `sluice-priority`, normal without one.
+        let lane_of = |d: &DeadLetter| {
+            let priority = d
+                .headers
+                .iter()
+                .rev()
+                .find(|(k, _)| k == headers::PRIORITY)
+                .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok()?.parse().ok());
+            self.topics.lane(kind, priority.unwrap_or_default())
+        };
         let total = selected.len();
         for (done, chunk) in selected.chunks(CHUNK).enumerate() {
             lease.renew(kind).await?;
-            let sends = chunk.iter().map(|d| {
+            let lanes: Vec<String> = chunk.iter().map(lane_of).collect();
+            let sends = chunk.iter().zip(&lanes).map(|(d, lane)| {
                 let from = format!("{dlq}:{}:{}", d.position.partition, d.position.offset);
                 let now = now_millis().to_string();
                 let mut record_headers = rdkafka::message::OwnedHeaders::new();
@@ -127,7 +138,7 @@ impl Dlq {
                     .insert(headers::str_header(headers::ATTEMPT, "1"))
                     .insert(headers::str_header(headers::ENQUEUED_AT, &now))
                     .insert(headers::str_header(headers::REPLAYED_FROM, &from));
-                let mut record = FutureRecord::to(&main)
+                let mut record = FutureRecord::to(lane)
                     .payload(&d.payload)
                     .headers(record_headers);
                 if let Some(key) = &d.key {

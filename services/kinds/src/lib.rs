@@ -17,6 +17,6 @@ pub mod webhook;
 
 pub use handler::{follow_up_id, ErrorClass, FollowUp, Handler, Job, JobFailure, Outcome};
 pub use kind::{HandlerType, KindError, Settings};
-pub use prepare::{JobError, PreparedJob};
+pub use prepare::{JobError, PreparedJob, Route};
 pub use registry::{KindSpec, Registry, HANDLER_TYPES};
 pub use typed::{typed, TypedJob};

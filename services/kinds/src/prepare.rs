@@ -1,6 +1,13 @@
 //! A JSON job document made into a record of its kind, for the api and `sluice publish`.
 
-use sluice_core::{codec::encode_with, json::FieldError};
+use sluice_core::{
+    codec::encode_with,
+    delays,
+    headers::{self, JobOptions, OwnedHeaders},
+    json::FieldError,
+    lanes::Priority,
+    topics::Topics,
+};
 
 use crate::registry::Registry;
 
@@ -14,13 +21,59 @@ pub struct PreparedJob {
     /// When a job not started by then is not run (ms since epoch), from `expires_in` or
     /// `expires_at`.
     pub expires_at: Option<i64>,
+    /// Its lane, from `priority`.
+    pub priority: Priority,
+    /// Not to be started before this (ms since epoch), from `run_at` or `delay`; `None` runs now.
+    pub run_at: Option<i64>,
+}
+
+/// Where a prepared job is produced, with its headers.
+pub struct Route {
+    pub topic: String,
+    pub headers: OwnedHeaders,
+    /// The job's `traceparent`.
+    pub traceparent: String,
 }
 
 impl PreparedJob {
     /// Its record headers, continuing the caller's trace when `incoming` is a `traceparent`;
     /// also returns the job's `traceparent`.
-    pub fn headers(&self, incoming: Option<&str>) -> (sluice_core::headers::OwnedHeaders, String) {
-        sluice_core::headers::new_job_expiring(&self.job_id, incoming, self.expires_at)
+    pub fn headers(&self, incoming: Option<&str>) -> (OwnedHeaders, String) {
+        let options = JobOptions {
+            expires_at: self.expires_at,
+            run_at: self.run_at,
+            priority: self.priority,
+        };
+        headers::new_job_with(&self.job_id, incoming, &options)
+    }
+
+    /// The topic the job goes to — its lane, or for a delayed job the first rung of the delay
+    /// ladder (docs/architecture.md §14) — and its headers.
+    pub fn route(&self, topics: &Topics, kind: &str, incoming: Option<&str>) -> Route {
+        let (mut record_headers, traceparent) = self.headers(incoming);
+        let lane = topics.lane(kind, self.priority);
+        let now = headers::now_millis();
+        let remaining = self
+            .run_at
+            .map(|at| std::time::Duration::from_millis((at - now).max(0) as u64));
+        let topic = match remaining.and_then(delays::next_rung) {
+            None => lane,
+            Some(rung) => {
+                let hop_due = now + rung.as_millis() as i64;
+                record_headers = record_headers
+                    .insert(headers::str_header(headers::TARGET_TOPIC, &lane))
+                    .insert(headers::str_header(
+                        headers::HOP_DUE_AT,
+                        &hop_due.to_string(),
+                    ));
+                topics.delay_rung(rung)
+            }
+        };
+        Route {
+            topic,
+            headers: record_headers,
+            traceparent,
+        }
     }
 }
 
@@ -39,6 +92,74 @@ const KEY_FIELD: &str = "key";
 const PRIORITY_FIELD: &str = "priority";
 const EXPIRES_IN_FIELD: &str = "expires_in";
 const EXPIRES_AT_FIELD: &str = "expires_at";
+const RUN_AT_FIELD: &str = "run_at";
+const DELAY_FIELD: &str = "delay";
+
+/// A time written as RFC 3339 text or a whole number of ms since the epoch.
+fn parse_instant(field: &str, value: &serde_json::Value) -> Result<i64, FieldError> {
+    match value {
+        serde_json::Value::String(text) => chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| {
+                FieldError::new(
+                    field,
+                    "must be an RFC 3339 time (2026-12-01T09:00:00+01:00) or ms since the epoch",
+                )
+            }),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| FieldError::new(field, "must be whole milliseconds since the epoch")),
+        _ => Err(FieldError::new(
+            field,
+            "must be an RFC 3339 time or ms since the epoch",
+        )),
+    }
+}
+
+/// A duration written as text (`"90s"`, `"2h"`) or a number of seconds.
+fn parse_duration(value: &serde_json::Value) -> Option<std::time::Duration> {
+    match value {
+        serde_json::Value::String(text) => humantime::parse_duration(text.trim()).ok(),
+        serde_json::Value::Number(n) => n.as_u64().map(std::time::Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// When a delayed job may start, from `run_at` (a time) or `delay` (`"90s"`, `"2h"`), at most
+/// one of them. A delay is 1 s to 30 days; a `run_at` already past (or less than a second away)
+/// runs the job now, one further than 30 days away is refused.
+fn run_at(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<i64>, FieldError> {
+    let now = sluice_core::headers::now_millis();
+    let max = delays::MAX_DELAY.as_millis() as i64;
+    match (object.remove(RUN_AT_FIELD), object.remove(DELAY_FIELD)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(FieldError::new(
+            RUN_AT_FIELD,
+            "give run_at or delay, not both",
+        )),
+        (None, Some(delay)) => {
+            let delay = parse_duration(&delay).ok_or_else(|| {
+                FieldError::new(
+                    DELAY_FIELD,
+                    "must be a duration like \"90s\" or \"2h\", or a number of seconds",
+                )
+            })?;
+            if delay < delays::MIN_DELAY || delay > delays::MAX_DELAY {
+                return Err(FieldError::new(DELAY_FIELD, "must be from 1s to 30 days"));
+            }
+            Ok(Some(now + delay.as_millis() as i64))
+        }
+        (Some(at), None) => {
+            let at = parse_instant(RUN_AT_FIELD, &at)?;
+            if at - now > max {
+                return Err(FieldError::new(RUN_AT_FIELD, "is more than 30 days away"));
+            }
+            Ok((at - now >= delays::MIN_DELAY.as_millis() as i64).then_some(at))
+        }
+    }
+}
 
 /// The deadline of `expires_in` (`"10m"`, or seconds) or `expires_at` (RFC 3339, or ms since the
 /// epoch), at most one of them; it must lie in the future.
@@ -64,39 +185,17 @@ fn expiry(
             ))
         }
         (Some(within), None) => {
-            let duration = match &within {
-                serde_json::Value::String(text) => humantime::parse_duration(text.trim()).ok(),
-                serde_json::Value::Number(n) => n.as_u64().map(std::time::Duration::from_secs),
-                _ => None,
-            }
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                FieldError::new(
-                    EXPIRES_IN_FIELD,
-                    "must be a positive duration like \"10m\" or a number of seconds",
-                )
-            })?;
+            let duration = parse_duration(&within)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    FieldError::new(
+                        EXPIRES_IN_FIELD,
+                        "must be a positive duration like \"10m\" or a number of seconds",
+                    )
+                })?;
             now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
         }
-        (None, Some(at)) => match &at {
-            serde_json::Value::String(text) => chrono::DateTime::parse_from_rfc3339(text.trim())
-                .map(|t| t.timestamp_millis())
-                .map_err(|_| {
-                    FieldError::new(
-                        EXPIRES_AT_FIELD,
-                        "must be an RFC 3339 time (2026-12-01T09:00:00+01:00) or ms since the epoch",
-                    )
-                })?,
-            serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| {
-                FieldError::new(EXPIRES_AT_FIELD, "must be whole milliseconds since the epoch")
-            })?,
-            _ => {
-                return Err(FieldError::new(
-                    EXPIRES_AT_FIELD,
-                    "must be an RFC 3339 time or ms since the epoch",
-                ))
-            }
-        },
+        (None, Some(at)) => parse_instant(EXPIRES_AT_FIELD, &at)?,
     };
     if at <= now {
         return Err(FieldError::new(
@@ -138,23 +237,28 @@ impl Registry {
             Some(serde_json::Value::String(key)) if !key.is_empty() => key,
             Some(_) => return Err(FieldError::new(KEY_FIELD, "must be a non-empty string").into()),
         };
-        match object.remove(PRIORITY_FIELD) {
-            None => {}
-            Some(serde_json::Value::String(p)) if p == "normal" => {}
-            Some(serde_json::Value::String(p)) if p == "high" || p == "low" => {
-                return Err(FieldError::new(
-                    PRIORITY_FIELD,
-                    "priority lanes are not enabled; use `normal`",
-                )
-                .into())
-            }
+        let priority = match object.remove(PRIORITY_FIELD) {
+            None => Priority::Normal,
+            Some(serde_json::Value::String(p)) => p
+                .parse()
+                .map_err(|_| FieldError::new(PRIORITY_FIELD, "must be one of high, normal, low"))?,
             Some(_) => {
                 return Err(
                     FieldError::new(PRIORITY_FIELD, "must be one of high, normal, low").into(),
                 )
             }
-        }
+        };
         let expires_at = expiry(object)?;
+        let run_at = run_at(object)?;
+        if let (Some(expires), Some(start)) = (expires_at, run_at) {
+            if expires <= start {
+                return Err(FieldError::new(
+                    EXPIRES_AT_FIELD,
+                    "is not after run_at: the job would never run",
+                )
+                .into());
+            }
+        }
         let record = sluice_core::json::json_to_avro(&schema.schema, &document)?;
         spec.handler.validate(&record)?;
         let value = encode_with(schema, record)
@@ -164,6 +268,8 @@ impl Registry {
             key,
             value,
             expires_at,
+            priority,
+            run_at,
         })
     }
 }

@@ -33,6 +33,7 @@ pub static HANDLER_TYPES: &[&dyn HandlerType] = &[
 /// The policy keys of a `[kinds.<kind>]` table besides the retry keys.
 const HANDLER_KEY: &str = "handler";
 const CONCURRENCY_KEY: &str = "concurrency";
+const LANE_WEIGHTS_KEY: &str = "lane_weights";
 
 /// One kind, resolved.
 pub struct KindSpec {
@@ -43,6 +44,8 @@ pub struct KindSpec {
     pub plan: RetryPlan,
     /// Jobs of this kind in flight per worker process at most; `None`: `worker.concurrency`.
     pub concurrency: Option<usize>,
+    /// How a worker shares this kind's slots between its lanes; `None`: `worker.lane_weights`.
+    pub lane_weights: Option<sluice_core::lanes::LaneWeights>,
 }
 
 impl KindSpec {
@@ -154,10 +157,18 @@ impl Registry {
         let mut specs: Vec<TopicSpec> = self
             .kinds()
             .flat_map(|k| {
-                topics.kind_topics(&k.name, &k.plan.tiers, partitions, config.redis.status_ttl)
+                topics.kind_topics(
+                    &k.name,
+                    &k.plan.tiers,
+                    partitions,
+                    // A delayed job can be cancelled until it starts, up to 30 days later.
+                    config.redis.status_ttl + sluice_core::delays::MAX_DELAY,
+                )
             })
             .collect();
         specs.extend(topics.social_topics(partitions));
+        specs.extend(topics.delay_topics(partitions));
+        specs.extend(topics.scheduler_topics());
         specs
     }
 }
@@ -227,9 +238,19 @@ fn resolve(
     let mut retry = serde_json::Map::new();
     let mut settings = Settings::new();
     let mut concurrency = None;
+    let mut lane_weights = None;
     for (key, value) in table {
         match key.as_str() {
             HANDLER_KEY => {}
+            LANE_WEIGHTS_KEY => {
+                let weights: sluice_core::lanes::LaneWeights =
+                    serde_json::from_value(value.clone())
+                        .map_err(|e| KindError::key(name, key, e.to_string()))?;
+                if let Some(problem) = weights.problem() {
+                    return Err(KindError::key(name, key, problem));
+                }
+                lane_weights = Some(weights);
+            }
             CONCURRENCY_KEY => {
                 concurrency = Some(
                     value
@@ -275,6 +296,7 @@ fn resolve(
         settings,
         plan,
         concurrency,
+        lane_weights,
     })
 }
 

@@ -27,10 +27,24 @@ pub enum Command {
         /// Comma-separated kinds, e.g. `webhook,noop`. Default: `worker.kinds`, else every kind.
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
+        /// Comma-separated lanes to serve, e.g. `high` for a worker of urgent jobs only.
+        /// Default: `worker.lanes`, else all three (high, normal, low).
+        #[arg(long, value_delimiter = ',')]
+        lanes: Vec<sluice_core::lanes::Priority>,
     },
     /// Run the fan-out stream processor: follower graph and feeds in Redis.
     Fanout,
-    /// Run every role in one process (api, a worker for every kind, fanout), for local use.
+    /// Run the scheduler: enqueue the jobs of `[[schedules]]`, each tick exactly once across
+    /// every scheduler replica (one leads, elected through Kafka).
+    Scheduler,
+    /// List the schedules with their last fire (from Kafka) and next tick.
+    Schedules {
+        /// Print JSON (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every role in one process (api, a worker for every kind, fanout, scheduler), for
+    /// local use.
     All,
     /// Publish jobs: one from --json, or many (JSON Lines) from --file or standard input.
     Publish(PublishArgs),
@@ -70,6 +84,16 @@ pub struct PublishArgs {
     /// A JSON Lines file, one job per line; `-` or no --json/--file reads standard input.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// The lane of every job published (a job's own `"priority"` wins): high, normal, low.
+    #[arg(long)]
+    pub priority: Option<sluice_core::lanes::Priority>,
+    /// Run every job this long from now (`90s`, `2h`; 1 s to 30 days), unless a job gives its
+    /// own `run_at` or `delay`.
+    #[arg(long, conflicts_with = "run_at")]
+    pub delay: Option<String>,
+    /// Run every job at this time (RFC 3339 or ms since the epoch), unless a job gives its own.
+    #[arg(long)]
+    pub run_at: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod cli;
 mod dlq;
 mod publish;
+mod schedules;
 mod stats;
 mod topics;
 
@@ -44,17 +45,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
             sluice_api::run(config, registry, shutdown).await?;
         }
-        Command::Worker { kinds } => {
+        Command::Worker { kinds, lanes } => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
-            sluice_worker::run(config, registry, kinds, shutdown).await?;
+            sluice_worker::run(config, registry, kinds, lanes, shutdown).await?;
         }
         Command::Fanout => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
             sluice_fanout::run(config, shutdown).await?;
         }
+        Command::Scheduler => {
+            sluice_core::shutdown::cancel_on_signals(shutdown.clone());
+            sluice_scheduler::run(config, registry, shutdown).await?;
+        }
+        Command::Schedules { json } => schedules::run(&config, &registry, json).await?,
         Command::All => {
             sluice_core::shutdown::cancel_on_signals(shutdown.clone());
             let api = tokio::spawn(sluice_api::run(
+                config.clone(),
+                registry.clone(),
+                shutdown.clone(),
+            ));
+            let scheduler = tokio::spawn(sluice_scheduler::run(
                 config.clone(),
                 registry.clone(),
                 shutdown.clone(),
@@ -63,17 +74,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.clone(),
                 registry,
                 Vec::new(),
+                Vec::new(),
                 shutdown.clone(),
             ));
             let fanout = tokio::spawn(sluice_fanout::run(config, shutdown.clone()));
-            let (api, worker, fanout) = tokio::join!(
+            let (api, worker, fanout, scheduler) = tokio::join!(
                 cancel_on_exit(api, shutdown.clone()),
                 cancel_on_exit(worker, shutdown.clone()),
-                cancel_on_exit(fanout, shutdown)
+                cancel_on_exit(fanout, shutdown.clone()),
+                cancel_on_exit(scheduler, shutdown)
             );
             api.context("api")?;
             worker.context("worker")?;
             fanout.context("fanout")?;
+            scheduler.context("scheduler")?;
         }
         Command::Publish(args) => return publish::run(&config, registry, args).await,
         Command::Schemas => print_schemas(&registry),

@@ -37,12 +37,20 @@ pub async fn run(
     args: PublishArgs,
 ) -> anyhow::Result<ExitCode> {
     registry.kind(&args.kind)?;
+    let defaults = Defaults::of(&args);
     match (&args.json, &args.file) {
-        (Some(json), _) => publish_one(config, &registry, &args.kind, json).await,
+        (Some(json), _) => publish_one(config, &registry, &args.kind, json, &defaults).await,
         (None, Some(path)) if path.as_os_str() != "-" => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            publish_many(config, registry.clone(), args.kind, Box::new(file)).await
+            publish_many(
+                config,
+                registry.clone(),
+                args.kind,
+                Box::new(file),
+                defaults,
+            )
+            .await
         }
         _ => {
             publish_many(
@@ -50,9 +58,57 @@ pub async fn run(
                 registry.clone(),
                 args.kind,
                 Box::new(std::io::stdin()),
+                defaults,
             )
             .await
         }
+    }
+}
+
+/// Envelope fields from `--priority`, `--delay`, `--run-at`, added to every job that does not
+/// give its own.
+#[derive(Default)]
+struct Defaults(serde_json::Map<String, serde_json::Value>);
+
+impl Defaults {
+    fn of(args: &PublishArgs) -> Self {
+        let mut fields = serde_json::Map::new();
+        if let Some(priority) = args.priority {
+            fields.insert("priority".into(), priority.as_str().into());
+        }
+        if let Some(delay) = &args.delay {
+            fields.insert("delay".into(), delay.as_str().into());
+        }
+        if let Some(at) = &args.run_at {
+            let value = match at.trim().parse::<i64>() {
+                Ok(ms) => ms.into(),
+                Err(_) => at.as_str().into(),
+            };
+            fields.insert("run_at".into(), value);
+        }
+        Self(fields)
+    }
+
+    /// The job document with the defaults it lacks; as given when there are none (the common,
+    /// fast path: no second parse).
+    fn apply<'a>(&self, line: &'a str) -> std::borrow::Cow<'a, [u8]> {
+        if self.0.is_empty() {
+            return line.as_bytes().into();
+        }
+        let Ok(serde_json::Value::Object(mut job)) = serde_json::from_str(line) else {
+            // Not an object: `prepare` explains what is wrong with it.
+            return line.as_bytes().into();
+        };
+        // A job's own timing wins as a whole: its run_at is not mixed with --delay.
+        let has_timing = job.contains_key("run_at") || job.contains_key("delay");
+        for (key, value) in &self.0 {
+            let timing = key == "run_at" || key == "delay";
+            let given = job.contains_key(key) || (timing && has_timing);
+            if !given {
+                job.insert(key.clone(), value.clone());
+            }
+        }
+        serde_json::to_vec(&job).unwrap_or_default().into()
     }
 }
 
@@ -61,28 +117,32 @@ async fn publish_one(
     registry: &Registry,
     kind: &str,
     json: &str,
+    defaults: &Defaults,
 ) -> anyhow::Result<ExitCode> {
     let job = registry
-        .prepare(kind, json.as_bytes())
+        .prepare(kind, &defaults.apply(json))
         .context("invalid job")?;
     let producer: FutureProducer<QuietContext> =
         sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
             .create_with_context(QuietContext)
             .context("creating the Kafka producer")?;
-    let topic = Topics::new(&config.topics).jobs(kind);
+    let route = job.route(&Topics::new(&config.topics), kind, None);
+    let topic = route.topic;
     let record = FutureRecord::to(&topic)
         .key(&job.key)
         .payload(&job.value)
-        .headers(job.headers(None).0);
+        .headers(route.headers);
     producer
         .send(record, Timeout::After(config.api.publish_timeout))
         .await
         .map_err(|(e, _)| e)
         .with_context(|| format!("Kafka did not acknowledge the job on {topic}"))?;
-    println!(
-        "{}",
-        serde_json::json!({ "job_id": job.job_id, "status": "queued" })
-    );
+    let mut accepted = serde_json::json!({ "job_id": job.job_id, "status": "queued" });
+    if let Some(at) = job.run_at {
+        accepted["status"] = "scheduled".into();
+        accepted["run_at"] = at.into();
+    }
+    println!("{accepted}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,10 +179,13 @@ async fn publish_many(
     registry: Arc<Registry>,
     kind: String,
     input: Box<dyn Read + Send>,
+    defaults: Defaults,
 ) -> anyhow::Result<ExitCode> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || publish_many_blocking(&config, &registry, &kind, input))
-        .await?
+    tokio::task::spawn_blocking(move || {
+        publish_many_blocking(&config, &registry, &kind, input, &defaults)
+    })
+    .await?
 }
 
 fn publish_many_blocking(
@@ -130,13 +193,14 @@ fn publish_many_blocking(
     registry: &Registry,
     kind: &str,
     input: Box<dyn Read + Send>,
+    defaults: &Defaults,
 ) -> anyhow::Result<ExitCode> {
     let deliveries = Arc::new(Deliveries::default());
     let producer: ThreadedProducer<CountingContext> =
         sluice_core::kafka::producer_config(&config.kafka, Duration::from_secs(60))
             .create_with_context(CountingContext(deliveries.clone()))
             .context("creating the Kafka producer")?;
-    let topic = Topics::new(&config.topics).jobs(kind);
+    let topics = Topics::new(&config.topics);
     let progress = progress_bar();
     let started = Instant::now();
     let (mut sent, mut invalid) = (0u64, 0u64);
@@ -146,7 +210,7 @@ fn publish_many_blocking(
         if line.trim().is_empty() {
             continue;
         }
-        let job = match registry.prepare(kind, line.as_bytes()) {
+        let job = match registry.prepare(kind, &defaults.apply(&line)) {
             Ok(job) => job,
             Err(e) => {
                 invalid += 1;
@@ -156,10 +220,11 @@ fn publish_many_blocking(
                 continue;
             }
         };
-        let mut record = BaseRecord::to(&topic)
+        let route = job.route(&topics, kind, None);
+        let mut record = BaseRecord::to(&route.topic)
             .key(&job.key)
             .payload(&job.value)
-            .headers(job.headers(None).0);
+            .headers(route.headers);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -199,7 +264,7 @@ fn publish_many_blocking(
     progress.finish_and_clear();
     let rate = acknowledged as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     println!(
-        "published {acknowledged} {kind} jobs to {topic} in {:.2} s ({rate:.0} jobs/s); {failed} failed ({invalid} invalid)",
+        "published {acknowledged} {kind} jobs in {:.2} s ({rate:.0} jobs/s); {failed} failed ({invalid} invalid)",
         elapsed.as_secs_f64()
     );
     Ok(if failed == 0 {

@@ -1,5 +1,5 @@
-//! Queue health as an operator reads it first: pending jobs (consumer lag on each kind's main
-//! topic), failed jobs (dead letters not replayed or purged), active workers (members of each
+//! Queue health as an operator reads it first: pending jobs (consumer lag on each kind's lane
+//! topics), failed jobs (dead letters not replayed or purged), active workers (members of each
 //! kind's consumer group), retry backlog, and how old the oldest unprocessed job is.
 //!
 //! It is measured from outside the groups — committed offsets against high watermarks — so it
@@ -21,6 +21,7 @@ use serde::Serialize;
 use sluice_core::{
     headers::now_millis,
     kafka::{self, QuietContext},
+    lanes::Priority,
     retry::tier_name,
     topics::Topics,
     Config,
@@ -59,9 +60,13 @@ pub struct TopicLag {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KindStats {
+    /// Jobs not yet taken, every lane together.
     pub pending: i64,
+    /// Pending per lane: `high`, `normal`, `low`.
+    pub lanes: BTreeMap<String, i64>,
     pub failed: i64,
     pub workers: i64,
+    /// Age of the oldest pending job, in any lane.
     pub lag_seconds: f64,
     /// Records in each retry tier not yet consumed, shortest tier first.
     pub retry_backlog: Vec<TierBacklog>,
@@ -134,7 +139,15 @@ impl StatsReader {
         for spec in self.registry.kinds() {
             let kind = spec.name.clone();
             let group = self.topics.worker_group(&kind);
-            let main = self.topic_lag(&group, &self.topics.jobs(&kind), true)?;
+            let (mut pending, mut lag_seconds, mut lanes) = (0, 0.0f64, BTreeMap::new());
+            for lane in Priority::ALL {
+                let topic = self.topics.lane(&kind, lane);
+                let lag = self.topic_lag(&group, &topic, true)?;
+                pending += lag.lag;
+                lag_seconds = lag_seconds.max(lag.lag_seconds);
+                lanes.insert(lane.as_str().to_owned(), lag.lag);
+                topics.insert(topic, lag);
+            }
             let mut retry_backlog = Vec::new();
             for delay in spec.plan.tiers.iter().copied() {
                 let tier_topic = self.topics.retry(&kind, delay);
@@ -148,14 +161,14 @@ impl StatsReader {
             kinds.insert(
                 kind.clone(),
                 KindStats {
-                    pending: main.lag,
+                    pending,
+                    lanes,
                     failed: failed_by_kind.get(&kind).copied().unwrap_or(0),
                     workers: self.members(&group)?,
-                    lag_seconds: main.lag_seconds,
+                    lag_seconds,
                     retry_backlog,
                 },
             );
-            topics.insert(self.topics.jobs(&kind), main);
         }
         let fanout_group = format!("{}sluice.fanout", self.config.topics.prefix);
         for topic in [self.topics.posts(), self.topics.follows()] {

@@ -1,19 +1,20 @@
-//! The consume loop of one job kind, over its main topic and its retry tiers: at most
-//! `concurrency` jobs run at once per process (a permit is taken before a record is fetched, so a
-//! busy worker stops pulling instead of buffering), each job on its own task, offsets stored
-//! below the lowest unfinished job.
+//! The consume loop of one job kind, over its lanes and its retry tiers. Records are read ahead
+//! (at most `read_ahead` per partition) into one queue per lane; whenever one of the kind's
+//! `concurrency` slots is free, the lanes' weights pick the job that starts (`ready`), each job
+//! on its own task, offsets stored below the lowest unfinished job.
 //!
-//! A retry record that is not yet due waits on a timer (no sleeping in this loop) without a
-//! concurrency permit; the main topic and other partitions keep flowing, and a tier partition is
-//! paused only when it holds `worker.max_held_retries` waiting records.
+//! A record not yet due (a retry, or a delayed job in its last second) waits on a timer without
+//! a slot; other partitions keep flowing, and a partition is paused only when it holds
+//! `worker.max_held_retries` such records (`backpressure`).
 //!
 //! Guarantee: at-least-once. A job's offset is committed only after its outcome is durable; a
 //! crash redoes the jobs after the last commit (up to `commit_interval` of finished work plus
-//! whatever was in flight or waiting). Limits: a job that outlives `max.poll.interval.ms` (300 s)
-//! while every permit is taken makes the group move its partitions elsewhere.
+//! whatever was in flight, read ahead or waiting). Limits: a job that outlives
+//! `max.poll.interval.ms` (300 s) while every slot is taken makes the group move its
+//! partitions elsewhere.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -26,30 +27,55 @@ use rdkafka::{
     types::RDKafkaErrorCode,
     TopicPartitionList,
 };
-use sluice_core::headers::now_millis;
+use sluice_core::{
+    headers::now_millis,
+    lanes::{LaneWeights, Priority},
+};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backpressure::Change,
     delivery::Delivery,
     process::{process, KindRuntime},
+    ready::{Ready, Waiting},
 };
 
-pub async fn consume(
-    rt: Arc<KindRuntime>,
-    permits: Arc<Semaphore>,
-    drain_timeout: Duration,
-    max_held: usize,
-) -> anyhow::Result<()> {
-    let mut topics = vec![rt.topics.jobs(&rt.kind)];
-    topics.extend(
-        rt.plan
-            .tiers
-            .iter()
-            .map(|delay| rt.topics.retry(&rt.kind, *delay)),
-    );
+/// How one kind's consumer shares its slots.
+pub struct Slots {
+    pub permits: Arc<Semaphore>,
+    pub drain_timeout: Duration,
+    /// The lanes this worker serves; with `normal`, also the retry tiers.
+    pub lanes: Vec<Priority>,
+    pub weights: LaneWeights,
+    pub lane_max_wait: Duration,
+}
+
+/// A record read, with the token its partition's revocation cancels.
+struct Queued {
+    delivery: Delivery,
+    assignment: CancellationToken,
+}
+
+/// The topics a worker serving `lanes` reads: those lanes, and every retry tier when it serves
+/// the normal lane (retries of all lanes share the tiers; each still goes in its own lane).
+pub fn subscribed_topics(rt: &KindRuntime, lanes: &[Priority]) -> Vec<String> {
+    let mut topics: Vec<String> = Priority::ALL
+        .into_iter()
+        .filter(|lane| lanes.contains(lane))
+        .map(|lane| rt.topics.lane(&rt.kind, lane))
+        .collect();
+    if lanes.contains(&Priority::Normal) {
+        topics.extend(rt.tier_topics.iter().map(|(topic, _)| topic.clone()));
+    }
+    topics
+}
+
+pub async fn consume(rt: Arc<KindRuntime>, slots: Slots) -> anyhow::Result<()> {
+    let topics = subscribed_topics(&rt, &slots.lanes);
     let owner = format!("worker {}", rt.kind);
     let cancellations = rt.topics.cancellations(&rt.kind);
     let mut waited = topics.clone();
@@ -76,51 +102,37 @@ pub async fn consume(
         .with_context(|| format!("subscribing to {}", topics.join(", ")))?;
     tracing::info!(kind = %rt.kind, topics = %topics.join(","), "worker consuming");
 
+    let ready = Arc::new(Ready::new(slots.weights, slots.lane_max_wait));
     let waiting = Arc::new(WaitingRetries::default());
     let mut jobs = JoinSet::new();
     loop {
-        let permit = tokio::select! {
+        // Reading comes first: a high-priority record already fetched is queued before the next
+        // slot is given away.
+        tokio::select! {
+            biased;
             _ = rt.shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => permit.context("permits closed")?,
-        };
-        let received = tokio::select! {
-            _ = rt.shutdown.cancelled() => break,
-            received = rt.consumer.recv() => received.map(|m| m.detach()),
-        };
-        while jobs.try_join_next().is_some() {}
-        match received {
-            Ok(message) => {
-                let delivery = Delivery::new(message);
-                match (rt.tier_of(delivery.message.topic()), delivery.due_at) {
-                    (Some(tier), Some(due)) if due > now_millis() => {
-                        let tier = tier.to_owned();
-                        drop(permit);
-                        defer(
-                            &rt, &permits, &waiting, &mut jobs, delivery, tier, due, max_held,
-                        );
+            received = rt.consumer.recv() => {
+                while jobs.try_join_next().is_some() {}
+                match received {
+                    Ok(message) => {
+                        let delivery = Delivery::new(message.detach());
+                        receive(&rt, &ready, &waiting, &mut jobs, delivery);
                     }
-                    _ => {
-                        let message = &delivery.message;
-                        rt.tracker
-                            .started(message.topic(), message.partition(), message.offset());
-                        let rt = rt.clone();
-                        jobs.spawn(async move {
-                            process(rt, delivery).await;
-                            drop(permit);
-                        });
+                    Err(e) => {
+                        // librdkafka reconnects by itself; these are reports, not reasons to stop.
+                        tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
             }
-            Err(e) => {
-                // librdkafka reconnects by itself; these are reports, not reasons to stop.
-                tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            (permit, next) = next_job(&slots.permits, &ready) => {
+                start(&rt, &ready, &mut jobs, permit, next);
             }
         }
     }
 
     tracing::info!(kind = %rt.kind, tasks = jobs.len(), "draining in-flight jobs");
-    let drained = tokio::time::timeout(drain_timeout, async {
+    let drained = tokio::time::timeout(slots.drain_timeout, async {
         while jobs.join_next().await.is_some() {}
     })
     .await;
@@ -147,118 +159,183 @@ pub async fn consume(
     Ok(())
 }
 
-fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, partition);
-    list
+/// A free slot and the job to start in it. Cancel-safe: dropped, it gives the slot back and
+/// takes no job.
+async fn next_job(
+    permits: &Arc<Semaphore>,
+    ready: &Ready<Queued>,
+) -> (OwnedSemaphorePermit, Waiting<Queued>) {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the slots are never closed");
+    (permit, ready.next().await)
 }
 
-/// Holds a retry until it is due, on a timer task that then takes a permit and runs the job.
-/// The partition keeps being read meanwhile, so a record due sooner behind one due later (jitter,
-/// a longer `Retry-After`) is not held up by it; only when a partition holds `max_held` waiting
-/// records is it paused, until half of them have run. Revocation or shutdown lets go of a waiting
-/// record unprocessed; its offset was never stored, so whoever owns the partition next reads it
-/// again.
-#[allow(clippy::too_many_arguments)]
-fn defer(
+/// A record just read: held until due, or queued in its lane. Either way it holds its
+/// partition's committed offset back from now until its job has a durable outcome.
+fn receive(
     rt: &Arc<KindRuntime>,
-    permits: &Arc<Semaphore>,
+    ready: &Arc<Ready<Queued>>,
     waiting: &Arc<WaitingRetries>,
     jobs: &mut JoinSet<()>,
     delivery: Delivery,
-    tier: String,
-    due: i64,
-    max_held: usize,
 ) {
+    let message = &delivery.message;
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    let lane = delivery
+        .priority
+        .or_else(|| rt.topics.lane_of(&rt.kind, topic))
+        .unwrap_or_default();
+    rt.tracker.deferred(topic, partition, offset);
+    let assignment = rt.tracker.assignment_token(topic, partition);
+    let not_before = delivery.not_before();
+    let queued = Queued {
+        delivery,
+        assignment,
+    };
+    match not_before {
+        Some(due) if due > now_millis() => defer(rt, ready, waiting, jobs, queued, lane, due),
+        _ => make_ready(rt, ready, queued, lane),
+    }
+}
+
+fn make_ready(rt: &KindRuntime, ready: &Ready<Queued>, queued: Queued, lane: Priority) {
+    let message = &queued.delivery.message;
+    let (topic, partition) = (message.topic().to_owned(), message.partition());
+    let queued_now = ready.push(queued, lane);
+    rt.kind_metrics.ready[lane.index()].set(queued_now as i64);
+    if let Some(change) = rt.tracker.backpressure.readied(&topic, partition) {
+        apply(rt, &topic, partition, change);
+    }
+}
+
+/// Starts the job picked for a free slot, unless its partition was revoked while it waited (its
+/// new owner reads it again).
+fn start(
+    rt: &Arc<KindRuntime>,
+    ready: &Ready<Queued>,
+    jobs: &mut JoinSet<()>,
+    permit: OwnedSemaphorePermit,
+    next: Waiting<Queued>,
+) {
+    let Queued {
+        mut delivery,
+        assignment,
+    } = next.item;
+    let lane = next.lane;
     let message = &delivery.message;
     let (topic, partition, offset) = (
         message.topic().to_owned(),
         message.partition(),
         message.offset(),
     );
-    rt.tracker.deferred(&topic, partition, offset);
-    let assignment = rt.tracker.assignment_token(&topic, partition);
-    if waiting.add(rt, &tier, due, &topic, partition, max_held) {
-        if let Err(e) = rt.consumer.pause(&partition_list(&topic, partition)) {
-            tracing::warn!(%topic, partition, error = %e, "pausing a full retry tier partition failed");
+    rt.kind_metrics.ready[lane.index()].set(ready.len(lane) as i64);
+    if let Some(change) = rt.tracker.backpressure.taken(&topic, partition) {
+        apply(rt, &topic, partition, change);
+    }
+    if assignment.is_cancelled() {
+        return;
+    }
+    let now = now_millis();
+    if delivery.attempt == 1 {
+        let since = delivery.run_at.or(delivery.enqueued_at);
+        if let Some(since) = since {
+            let wait = (now - since).max(0) as f64 / 1000.0;
+            rt.kind_metrics.queue_wait_seconds[lane.index()].observe(wait);
         }
     }
-    let (rt, permits, waiting) = (rt.clone(), permits.clone(), waiting.clone());
+    if let Some(run_at) = delivery.run_at {
+        let late = (now - run_at).max(0) as f64 / 1000.0;
+        rt.kind_metrics.delayed_lateness_seconds.observe(late);
+    }
+    // Its retries keep the lane it was served in.
+    delivery.priority = Some(lane);
+    rt.tracker.begin(&topic, partition, offset);
+    let rt = rt.clone();
+    jobs.spawn(async move {
+        process(rt, delivery).await;
+        drop(permit);
+    });
+}
+
+fn apply(rt: &KindRuntime, topic: &str, partition: i32, change: Change) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    let result = match change {
+        Change::Pause => rt.consumer.pause(&list),
+        Change::Resume => rt.consumer.resume(&list),
+    };
+    if let Err(e) = result {
+        // A partition revoked meanwhile: its next assignment starts unpaused anyway.
+        tracing::debug!(%topic, partition, ?change, error = %e, "pausing or resuming failed");
+    }
+}
+
+/// Holds a record until it is due, on a timer task, then queues it in its lane. The partition
+/// keeps being read meanwhile, so a record due sooner behind one due later (jitter, a longer
+/// `Retry-After`) is not held up by it. Revocation or shutdown lets go of a waiting record
+/// unprocessed; its offset was never stored, so whoever owns the partition next reads it again.
+fn defer(
+    rt: &Arc<KindRuntime>,
+    ready: &Arc<Ready<Queued>>,
+    waiting: &Arc<WaitingRetries>,
+    jobs: &mut JoinSet<()>,
+    queued: Queued,
+    lane: Priority,
+    due: i64,
+) {
+    let message = &queued.delivery.message;
+    let (topic, partition) = (message.topic().to_owned(), message.partition());
+    let tier = rt.tier_of(&topic).map(str::to_owned);
+    if let Some(tier) = &tier {
+        waiting.add(rt, tier, due);
+    }
+    if let Some(change) = rt.tracker.backpressure.held(&topic, partition) {
+        apply(rt, &topic, partition, change);
+    }
+    let assignment = queued.assignment.clone();
+    let (rt, ready, waiting) = (rt.clone(), ready.clone(), waiting.clone());
     jobs.spawn(async move {
         let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
-        let permit: Option<OwnedSemaphorePermit> = tokio::select! {
-            _ = assignment.cancelled() => None,
-            _ = rt.shutdown.cancelled() => None,
-            permit = async {
-                tokio::time::sleep(wait).await;
-                permits.acquire_owned().await.ok()
-            } => permit,
+        let due_now = tokio::select! {
+            _ = assignment.cancelled() => false,
+            _ = rt.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
         };
-        if waiting.remove(&rt, &tier, due, &topic, partition, max_held) {
-            if let Err(e) = rt.consumer.resume(&partition_list(&topic, partition)) {
-                tracing::debug!(%topic, partition, error = %e, "resuming a retry tier partition failed");
-            }
+        if let Some(tier) = &tier {
+            waiting.remove(&rt, tier, due);
         }
-        if let Some(permit) = permit {
-            rt.tracker.begin(&topic, partition, offset);
-            process(rt, delivery).await;
-            drop(permit);
+        if let Some(change) = rt.tracker.backpressure.unheld(&topic, partition) {
+            apply(&rt, &topic, partition, change);
+        }
+        if due_now {
+            make_ready(&rt, &ready, queued, lane);
         }
     });
 }
 
-/// The retries this worker holds: due times per tier (for the backlog metrics) and counts per
-/// partition (for pausing a partition that holds too many).
+/// The due times of the retries this worker holds, per tier, for the backlog metrics.
 #[derive(Default)]
 struct WaitingRetries {
-    inner: Mutex<Held>,
-}
-
-#[derive(Default)]
-struct Held {
-    by_tier: BTreeMap<String, BTreeMap<i64, usize>>,
-    by_partition: HashMap<(String, i32), usize>,
-    paused: HashSet<(String, i32)>,
+    by_tier: Mutex<BTreeMap<String, BTreeMap<i64, usize>>>,
 }
 
 impl WaitingRetries {
-    /// Records a held retry; returns true when its partition is now full and must be paused.
-    fn add(
-        &self,
-        rt: &KindRuntime,
-        tier: &str,
-        due: i64,
-        topic: &str,
-        partition: i32,
-        max_held: usize,
-    ) -> bool {
-        let mut held = self.inner.lock().unwrap();
-        *held
-            .by_tier
+    fn add(&self, rt: &KindRuntime, tier: &str, due: i64) {
+        let mut by_tier = self.by_tier.lock().unwrap();
+        *by_tier
             .entry(tier.to_owned())
             .or_default()
             .entry(due)
             .or_default() += 1;
-        let key = (topic.to_owned(), partition);
-        let count = held.by_partition.entry(key.clone()).or_default();
-        *count += 1;
-        let full = *count >= max_held && held.paused.insert(key);
-        Self::publish(rt, tier, &held.by_tier);
-        full
+        Self::publish(rt, tier, &by_tier);
     }
 
-    /// Forgets a held retry; returns true when its partition was paused and may resume.
-    fn remove(
-        &self,
-        rt: &KindRuntime,
-        tier: &str,
-        due: i64,
-        topic: &str,
-        partition: i32,
-        max_held: usize,
-    ) -> bool {
-        let mut held = self.inner.lock().unwrap();
-        if let Some(dues) = held.by_tier.get_mut(tier) {
+    fn remove(&self, rt: &KindRuntime, tier: &str, due: i64) {
+        let mut by_tier = self.by_tier.lock().unwrap();
+        if let Some(dues) = by_tier.get_mut(tier) {
             if let Some(count) = dues.get_mut(&due) {
                 *count -= 1;
                 if *count == 0 {
@@ -266,12 +343,7 @@ impl WaitingRetries {
                 }
             }
         }
-        let key = (topic.to_owned(), partition);
-        let count = held.by_partition.entry(key.clone()).or_default();
-        *count = count.saturating_sub(1);
-        let resume = *count <= max_held / 2 && held.paused.remove(&key);
-        Self::publish(rt, tier, &held.by_tier);
-        resume
+        Self::publish(rt, tier, &by_tier);
     }
 
     fn publish(rt: &KindRuntime, tier: &str, by_tier: &BTreeMap<String, BTreeMap<i64, usize>>) {

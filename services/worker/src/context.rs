@@ -15,23 +15,26 @@ use rdkafka::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::offsets::OffsetTracker;
+use crate::{backpressure::Backpressure, offsets::OffsetTracker};
 
-/// The offset tracker, a condition variable signalled whenever a job finishes, and one token per
-/// assigned partition that revocation cancels (so waiting retries of that partition let go).
-#[derive(Default)]
+/// The offset tracker, a condition variable signalled whenever a job finishes, one token per
+/// assigned partition that revocation cancels (so its waiting jobs let go), and which
+/// partitions are paused for holding too much.
 pub struct Tracker {
     offsets: Mutex<OffsetTracker>,
     changed: Condvar,
     assignments: Mutex<HashMap<(String, i32), CancellationToken>>,
+    pub backpressure: Backpressure,
 }
 
 impl Tracker {
-    pub fn started(&self, topic: &str, partition: i32, offset: i64) {
-        self.offsets
-            .lock()
-            .unwrap()
-            .started(topic, partition, offset);
+    pub fn new(backpressure: Backpressure) -> Self {
+        Self {
+            offsets: Mutex::default(),
+            changed: Condvar::new(),
+            assignments: Mutex::default(),
+            backpressure,
+        }
     }
 
     pub fn deferred(&self, topic: &str, partition: i32, offset: i64) {
@@ -121,11 +124,16 @@ impl ClientContext for WorkerContext {
 impl ConsumerContext for WorkerContext {
     /// Runs on the thread polling the consumer. Blocking it is what makes the revocation wait;
     /// jobs keep running on the runtime's other threads (the worker needs a multi-thread runtime).
-    /// A partition may come back while it was paused for a retry that is no longer ours to wait
-    /// for; every newly assigned partition starts unpaused and is paused again by its own
-    /// not-yet-due record.
+    /// A partition may come back while it was paused for jobs that are no longer ours to wait
+    /// for; every newly assigned partition starts unpaused, with nothing held.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<(String, i32)> = assigned
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            self.tracker.backpressure.forget(&partitions);
             if let Err(e) = consumer.resume(assigned) {
                 tracing::warn!(error = %e, "resuming newly assigned partitions failed");
             }

@@ -2,7 +2,7 @@
 //! pass over the headers when the record arrives (instead of a scan per header per use).
 
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use sluice_core::headers;
+use sluice_core::{headers, lanes::Priority};
 
 pub struct Delivery {
     pub message: OwnedMessage,
@@ -21,13 +21,17 @@ pub struct Delivery {
     pub first_delivery: bool,
     /// `sluice-expires-at`: not to be started after this (ms since the epoch).
     pub expires_at: Option<i64>,
+    /// `sluice-run-at` of a delayed job: not to be started before this.
+    pub run_at: Option<i64>,
+    /// `sluice-priority`: the job's lane when it says one (a retry's, an outside producer's).
+    pub priority: Option<Priority>,
 }
 
 impl Delivery {
     pub fn new(message: OwnedMessage) -> Self {
         let (mut job_id, mut attempt, mut due_at, mut enqueued_at) = (None, None, None, None);
         let (mut traceparent, mut last_error, mut first_delivery) = (None, None, true);
-        let mut expires_at = None;
+        let (mut expires_at, mut run_at, mut priority) = (None, None, None);
         if let Some(found) = message.headers() {
             // The last value of a repeated header wins, as `headers::get` does.
             for header in found.iter() {
@@ -41,6 +45,8 @@ impl Delivery {
                     headers::ERROR => last_error = value().map(str::to_owned),
                     headers::ORIGINAL_TOPIC => first_delivery = value().is_none(),
                     headers::EXPIRES_AT => expires_at = value().and_then(|v| v.parse().ok()),
+                    headers::RUN_AT => run_at = value().and_then(|v| v.parse().ok()),
+                    headers::PRIORITY => priority = value().and_then(|v| v.parse().ok()),
                     _ => {}
                 }
             }
@@ -63,6 +69,16 @@ impl Delivery {
             last_error,
             first_delivery,
             expires_at,
+            run_at,
+            priority,
+        }
+    }
+
+    /// When the job may start: a retry's due time, a delayed job's run_at, the later of both.
+    pub fn not_before(&self) -> Option<i64> {
+        match (self.due_at, self.run_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The sluice worker: consumes the topics of some job kinds, one consumer group per kind, runs
 //! each job's handler and records its outcome. See `consumer` for the delivery guarantee.
 
+mod backpressure;
 mod cancellations;
 mod consumer;
 mod context;
@@ -8,13 +9,14 @@ mod delivery;
 mod metrics;
 pub mod offsets;
 mod process;
+mod ready;
 
 use std::{collections::HashMap, sync::Arc};
 
 use anyhow::Context;
 use axum::{routing::get, Router};
 use rdkafka::consumer::StreamConsumer;
-use sluice_core::{status::StatusStore, topics::Topics, Config};
+use sluice_core::{lanes::Priority, status::StatusStore, topics::Topics, Config};
 use sluice_kinds::{Handler, Registry};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,7 @@ pub struct Worker {
     config: Arc<Config>,
     registry: Arc<Registry>,
     kinds: Vec<String>,
+    lanes: Vec<Priority>,
     handlers: HashMap<String, Arc<dyn Handler>>,
 }
 
@@ -41,8 +44,16 @@ impl Worker {
             config,
             registry,
             kinds: Vec::new(),
+            lanes: Vec::new(),
             handlers: HashMap::new(),
         }
+    }
+
+    /// The lanes to serve (`--lanes high` for a worker of urgent jobs only). Default:
+    /// `worker.lanes`, all three unless configured.
+    pub fn lanes(mut self, lanes: Vec<Priority>) -> Self {
+        self.lanes = lanes;
+        self
     }
 
     /// The kinds to consume. Default: `worker.kinds`, else every kind with a handler here.
@@ -101,16 +112,19 @@ impl Worker {
     }
 }
 
-/// The stock worker for `kinds` (empty: `worker.kinds`, else every kind): binds
+/// The stock worker for `kinds` (empty: `worker.kinds`, else every kind) and `lanes` (empty:
+/// `worker.lanes`): binds
 /// `worker.metrics_listen` and runs until `shutdown`.
 pub async fn run(
     config: Arc<Config>,
     registry: Arc<Registry>,
     kinds: Vec<String>,
+    lanes: Vec<Priority>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     Worker::new(config, registry)
         .kinds(kinds)
+        .lanes(lanes)
         .run(shutdown)
         .await
 }
@@ -124,6 +138,11 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let handlers = self.handlers()?;
+        let lanes = if self.lanes.is_empty() {
+            self.config.worker.lanes.clone()
+        } else {
+            self.lanes.clone()
+        };
         let (config, registry) = (self.config, self.registry);
         let status = StatusStore::connect(&config.redis)
             .await
@@ -163,17 +182,23 @@ impl Worker {
 
         for (kind, handler) in handlers {
             let spec = registry.kind(&kind)?;
-            let tracker = Arc::new(Tracker::default());
+            let tracker = Arc::new(Tracker::new(backpressure::Backpressure::new(
+                config.worker.max_held_retries,
+                config.worker.read_ahead,
+            )));
             let context = WorkerContext {
                 tracker: tracker.clone(),
                 drain_timeout: config.worker.drain_timeout,
                 kafka_stats: kafka_stats.clone(),
             };
-            let consumer_config = sluice_core::kafka::consumer_config(
+            let mut consumer_config = sluice_core::kafka::consumer_config(
                 &config.kafka,
                 &topics.worker_group(&kind),
                 config.worker.commit_interval,
             );
+            // librdkafka's own read-ahead is one queue for every partition: kept short, so a
+            // high-priority record is not fetched behind thousands of low ones.
+            consumer_config.set("queued.min.messages", "2000");
             let consumer: StreamConsumer<WorkerContext> =
                 sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
                     .create_with_context(context)
@@ -207,16 +232,18 @@ impl Worker {
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
             });
-            tasks.spawn(consumer::consume(
-                rt,
+            let slots = consumer::Slots {
                 // Each kind has its own slots, so a kind whose jobs hang (an endpoint that is
                 // down) never takes the slots of another.
-                Arc::new(Semaphore::new(
+                permits: Arc::new(Semaphore::new(
                     spec.concurrency.unwrap_or(config.worker.concurrency),
                 )),
-                config.worker.drain_timeout,
-                config.worker.max_held_retries,
-            ));
+                drain_timeout: config.worker.drain_timeout,
+                lanes: lanes.clone(),
+                weights: spec.lane_weights.unwrap_or(config.worker.lane_weights),
+                lane_max_wait: config.worker.lane_max_wait,
+            };
+            tasks.spawn(consumer::consume(rt, slots));
         }
 
         let mut first_error = None;

@@ -4,7 +4,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
-use sluice_core::metrics::register;
+use sluice_core::{lanes::Priority, metrics::register};
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -19,6 +19,9 @@ pub struct WorkerMetrics {
     pub retry_lateness_seconds: HistogramVec,
     pub retry_waiting: IntGaugeVec,
     pub retry_next_due: prometheus::GaugeVec,
+    pub queue_wait_seconds: HistogramVec,
+    pub ready: IntGaugeVec,
+    pub delayed_lateness_seconds: HistogramVec,
 }
 
 impl WorkerMetrics {
@@ -54,7 +57,7 @@ impl WorkerMetrics {
                 &registry,
                 HistogramVec::new(
                     HistogramOpts::new("sluice_job_handler_duration_seconds", "Handler run time.")
-                        .buckets(latency_buckets),
+                        .buckets(latency_buckets.clone()),
                     &["kind"],
                 )
                 .unwrap(),
@@ -138,6 +141,43 @@ impl WorkerMetrics {
                 )
                 .unwrap(),
             ),
+            queue_wait_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "sluice_job_queue_wait_seconds",
+                        "From enqueue (or, for a delayed job, its run_at) to the start of its first attempt, by lane.",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["kind", "lane"],
+                )
+                .unwrap(),
+            ),
+            ready: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_jobs_ready",
+                        "Jobs read and due, waiting for a slot in this worker, by lane.",
+                    ),
+                    &["kind", "lane"],
+                )
+                .unwrap(),
+            ),
+            delayed_lateness_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "sluice_delayed_job_lateness_seconds",
+                        "How long after its run_at a delayed job started.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
             registry,
         }
     }
@@ -162,6 +202,10 @@ pub struct KindMetrics {
     pub dead_lettered: IntCounter,
     pub cancelled: IntCounter,
     pub expired: IntCounter,
+    /// Indexed by `Priority::index`.
+    pub queue_wait_seconds: [Histogram; 3],
+    pub ready: [IntGauge; 3],
+    pub delayed_lateness_seconds: Histogram,
 }
 
 impl KindMetrics {
@@ -178,6 +222,14 @@ impl KindMetrics {
             dead_lettered: finished("dead_letter"),
             cancelled: finished("cancelled"),
             expired: finished("expired"),
+            queue_wait_seconds: Priority::ALL.map(|lane| {
+                metrics
+                    .queue_wait_seconds
+                    .with_label_values(&[kind, lane.as_str()])
+            }),
+            ready: Priority::ALL
+                .map(|lane| metrics.ready.with_label_values(&[kind, lane.as_str()])),
+            delayed_lateness_seconds: metrics.delayed_lateness_seconds.with_label_values(&[kind]),
         }
     }
 }

@@ -314,6 +314,9 @@ async fn forward(
         set.push((headers::ORIGINAL_PARTITION, message.partition().to_string()));
         set.push((headers::ORIGINAL_OFFSET, message.offset().to_string()));
     }
+    if let Some(lane) = delivery.priority {
+        set.push((headers::PRIORITY, lane.as_str().to_owned()));
+    }
     set.extend(added.iter().cloned());
     let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
 
@@ -379,7 +382,7 @@ async fn enqueue_follow_ups(
             .schemas
             .prepare_as(&follow_up.kind, follow_up.job.to_string().as_bytes(), id)
         {
-            Ok(job) => prepared.push((rt.topics.jobs(&follow_up.kind), job)),
+            Ok(job) => prepared.push((follow_up.kind.as_str(), job)),
             Err(e) => {
                 let problem = format!("follow-up {} ({}): {e}", i + 1, follow_up.kind);
                 return Some(Err(JobFailure::new(ErrorClass::Fatal, problem)));
@@ -387,16 +390,20 @@ async fn enqueue_follow_ups(
         }
     }
     let traceparent = delivery.traceparent.as_deref();
-    let sends = prepared.iter().map(|(topic, job)| {
-        let record_headers = || job.headers(traceparent).0;
-        produce_until_acked(
-            rt,
-            &job.job_id,
-            topic,
-            Some(job.key.as_bytes()),
-            &job.value,
-            record_headers,
-        )
+    let sends = prepared.iter().map(|(kind, job)| {
+        let topic = job.route(&rt.topics, kind, traceparent).topic;
+        let record_headers = move || job.route(&rt.topics, kind, traceparent).headers;
+        async move {
+            produce_until_acked(
+                rt,
+                &job.job_id,
+                &topic,
+                Some(job.key.as_bytes()),
+                &job.value,
+                record_headers,
+            )
+            .await
+        }
     });
     let sent = futures::future::join_all(sends).await;
     sent.into_iter().all(|ok| ok).then_some(Ok(()))

@@ -1,0 +1,162 @@
+//! The fired-ticks topic (`sluice.schedules.fired`, compacted, one partition): key = schedule
+//! name, value = the newest tick fired and its job id. It is written in the same transaction as
+//! the jobs, so what it says was fired was fired, and nothing else.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
+    error::KafkaError,
+    ClientContext, Message, Offset, TopicPartitionList,
+};
+use serde::{Deserialize, Serialize};
+use sluice_core::{config::KafkaConfig, kafka};
+
+/// The newest fired tick of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fired {
+    /// The tick, ms since the epoch.
+    pub tick: i64,
+    /// The id of the job it enqueued.
+    pub job_id: String,
+    /// When the leader fired it, ms since the epoch.
+    pub fired_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FiredError {
+    #[error("reading {topic}: {source}")]
+    Kafka {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading {topic}: not at its end after {bound:?}")]
+    Timeout { topic: String, bound: Duration },
+}
+
+impl Fired {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a fired tick serializes")
+    }
+}
+
+/// The reader's context: the end-of-partition events it asks for are also reported as client
+/// errors, which are not errors here.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn stats(&self, _: rdkafka::statistics::Statistics) {}
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            kafka::log_client_error(&error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// Every schedule's newest fired tick: `topic` read from its start to its end, committed
+/// records only (aborted fires are invisible), without a consumer group. Blocks up to `bound`.
+pub fn read_all(
+    kafka_config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    bound: Duration,
+) -> Result<HashMap<String, Fired>, FiredError> {
+    let failed = |source| FiredError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    let mut config = kafka::reader_config(kafka_config, group);
+    // read_committed is librdkafka's default; spelled out because exactly-once rests on it. The
+    // end-of-partition events say when the end (the last stable offset) is reached: offsets
+    // cannot, since transaction markers take offsets no message is read at.
+    config
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer<ReaderContext> =
+        config.create_with_context(ReaderContext).map_err(failed)?;
+    let deadline = Instant::now() + bound;
+    let mut list = TopicPartitionList::new();
+    for partition in kafka::partitions(consumer.client(), topic, bound).map_err(failed)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (low, high) =
+            kafka::watermarks(consumer.client(), topic, partition, left).map_err(failed)?;
+        if high > low {
+            list.add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(failed)?;
+        }
+    }
+    let mut fired = HashMap::new();
+    let mut open = list.count();
+    if open == 0 {
+        return Ok(fired);
+    }
+    consumer.assign(&list).map_err(failed)?;
+    while open > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(FiredError::Timeout {
+                topic: topic.to_owned(),
+                bound,
+            });
+        }
+        match consumer.poll(left.min(Duration::from_millis(200))) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(error)) => return Err(failed(error)),
+            Some(Ok(message)) => {
+                let Some(name) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    continue;
+                };
+                match message.payload().map(serde_json::from_slice::<Fired>) {
+                    // A tombstone: the schedule's history was deleted on purpose.
+                    None => {
+                        fired.remove(name);
+                    }
+                    Some(Ok(record)) => {
+                        fired.insert(name.to_owned(), record);
+                    }
+                    Some(Err(error)) => tracing::warn!(
+                        topic,
+                        schedule = name,
+                        offset = message.offset(),
+                        error = %error,
+                        "a fired-tick record that is not sluice's JSON; ignored"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(fired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fired_tick_is_the_json_its_readers_expect() {
+        let fired = Fired {
+            tick: 1_767_229_200_000,
+            job_id: "schedule-nightly-1767229200000".into(),
+            fired_at: 1_767_229_200_004,
+        };
+        let json: serde_json::Value = serde_json::from_slice(&fired.to_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "tick": 1_767_229_200_000_i64,
+                "job_id": "schedule-nightly-1767229200000",
+                "fired_at": 1_767_229_200_004_i64
+            })
+        );
+    }
+}
