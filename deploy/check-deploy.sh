@@ -194,6 +194,16 @@ def port_of(listen):
     return int(str(listen).rsplit(":", 1)[1])
 
 
+# The long-running roles and the config key each one listens on (HTTP, or /metrics + /healthz).
+LISTEN_KEYS = {"api": ("api", "listen"), "worker": ("worker", "metrics_listen"),
+               "fanout": ("social", "metrics_listen"), "scheduler": ("scheduler", "metrics_listen")}
+
+
+def listen_of(cfg, role):
+    section, key = LISTEN_KEYS[role]
+    return cfg[section][key]
+
+
 # ---------------------------------------------------------------- sluice, the source of truth
 def run(args, env=None):
     return subprocess.run([sluice, *args], capture_output=True, text=True, env=env)
@@ -267,13 +277,27 @@ def check_command(where, argv):
     return argv[0]
 
 
-def worker_kinds(argv):
+def list_flag(argv, flag, default):
+    """The comma-separated values of `--flag v1,v2` or `--flag=v1,v2`."""
     for i, a in enumerate(argv):
-        if a == "--kinds" and i + 1 < len(argv):
+        if a == flag and i + 1 < len(argv):
             return argv[i + 1].split(",")
-        if a.startswith("--kinds="):
+        if a.startswith(flag + "="):
             return a.split("=", 1)[1].split(",")
-    return []
+    return default
+
+
+def worker_kinds(argv):
+    return list_flag(argv, "--kinds", [])
+
+
+def worker_lanes(argv):
+    """The lanes a worker serves (`--lanes`, default all three)."""
+    return list_flag(argv, "--lanes", ["high", "normal", "low"])
+
+
+def lane_topic(prefix, kind, lane):
+    return f"{prefix}jobs.{kind}" if lane == "normal" else f"{prefix}jobs.{kind}.{lane}"
 
 
 def collect_sluice_vars(node, out):
@@ -346,7 +370,7 @@ except ValueError:                      # shell form
 if not entry_ok:
     fail(f'{DOCKERFILE}: ENTRYPOINT is not exactly ["sluice"] (got {entry[-1] if entry else None!r})')
 exposed = {p for w, r in fin if w == "EXPOSE" for p in r.split()}
-for p in ("8080", "9101", "9102"):
+for p in ("8080", "9101", "9102", "9103"):
     if p not in exposed:
         fail(f"{DOCKERFILE}: EXPOSE lacks {p}")
 if not any(w == "COPY" and "/usr/local/bin/sluice" in r for w, r in fin):
@@ -517,7 +541,7 @@ if orphans:
 for kind in KINDS:
     if not any(compose_cfg[s][1] == "worker" and kind in worker_kinds(compose_cfg[s][2]) for s in compose_cfg):
         fail(f"{COMPOSE}: no worker service consumes kind `{kind}`")
-for role in ("api", "fanout", "topics"):
+for role in ("api", "fanout", "scheduler", "topics"):
     if role not in roles_in_compose:
         fail(f"{COMPOSE}: no service runs `sluice {role}`")
 kafka_version = open("deploy/kafka/VERSION").read().strip()
@@ -545,7 +569,7 @@ for name, svc in services.items():
         if cond == "service_healthy" and not (services[dep].get("healthcheck") or {}).get("test"):
             fail(f"{COMPOSE}: {name} waits for {dep} to be healthy, but {dep} has no healthcheck")
 for name, (cfg, role, argv) in compose_cfg.items():
-    if role in ("api", "worker", "fanout"):
+    if role in ("api", "worker", "fanout", "scheduler"):
         deps = services[name].get("depends_on") or {}
         for dep in ("kafka", "redis"):
             if (deps.get(dep) or {}).get("condition") != "service_healthy":
@@ -553,15 +577,13 @@ for name, (cfg, role, argv) in compose_cfg.items():
         topics_svcs = roles_in_compose.get("topics", [])
         if topics_svcs and not any((deps.get(t) or {}).get("condition") == "service_completed_successfully" for t in topics_svcs):
             fail(f"{COMPOSE}: {name} does not wait for the topics job to complete")
-    if cfg is None or role not in ("api", "worker", "fanout"):
+    if cfg is None or role not in LISTEN_KEYS:
         continue
-    port = {"api": port_of(cfg["api"]["listen"]), "worker": port_of(cfg["worker"]["metrics_listen"]),
-            "fanout": port_of(cfg["social"]["metrics_listen"])}[role]
+    port = port_of(listen_of(cfg, role))
     test = " ".join(as_argv((services[name].get("healthcheck") or {}).get("test")) or [])
     if f":{port}/" not in test:
         fail(f"{COMPOSE}: {name}'s healthcheck does not probe port {port}, where `sluice {role}` listens")
-    listen = {"api": cfg["api"]["listen"], "worker": cfg["worker"]["metrics_listen"],
-              "fanout": cfg["social"]["metrics_listen"]}[role]
+    listen = listen_of(cfg, role)
     if listen.startswith("127.") or listen.startswith("localhost"):
         fail(f"{COMPOSE}: {name} (`sluice {role}`) listens on {listen}: unreachable from other containers")
     if role in ("worker", "fanout"):
@@ -589,8 +611,7 @@ for job in prom.get("scrape_configs", []):
                 fail(f"deploy/prometheus/prometheus.yml: target {target} is not a compose service")
             elif host in compose_cfg and compose_cfg[host][0]:
                 cfg, role = compose_cfg[host][0], compose_cfg[host][1]
-                want = {"api": cfg["api"]["listen"], "worker": cfg["worker"]["metrics_listen"],
-                        "fanout": cfg["social"]["metrics_listen"]}.get(role)
+                want = listen_of(cfg, role) if role in LISTEN_KEYS else None
                 if want and port_of(want) != int(port):
                     fail(f"deploy/prometheus/prometheus.yml: target {target}, but {host} listens on {want}")
 if not errors:
@@ -750,9 +771,8 @@ for p, d in by_kind.get("Deployment", []) + by_kind.get("Job", []):
         deployments[name] = {"kind": kind, "labels": labels, "containers": containers, "role": role,
                              "argv": argv, "cfg": cfg, "env": env, "where": where}
         ports = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports") or []}
-        if cfg and role in ("api", "worker", "fanout"):
-            listen = {"api": cfg["api"]["listen"], "worker": cfg["worker"]["metrics_listen"],
-                      "fanout": cfg["social"]["metrics_listen"]}[role]
+        if cfg and role in LISTEN_KEYS:
+            listen = listen_of(cfg, role)
             if listen.startswith("127.") or listen.startswith("localhost"):
                 fail(f"{cw}: listens on {listen}: probes and Prometheus cannot reach it")
             for probe in ("livenessProbe", "readinessProbe"):
@@ -771,7 +791,7 @@ for p, d in by_kind.get("Deployment", []) + by_kind.get("Job", []):
                 grace = pod.get("terminationGracePeriodSeconds", 30)
                 if grace <= drain:
                     fail(f"{where}: terminationGracePeriodSeconds {grace} does not outlast worker.drain_timeout {drain:.0f}s")
-        if kind == "Deployment" and role not in ("api", "worker", "fanout"):
+        if kind == "Deployment" and role not in LISTEN_KEYS:
             fail(f"{cw}: a Deployment runs `sluice {' '.join(argv)}`, not a long-running role")
         if kind == "Job" and argv[:2] != ["topics", "ensure"]:
             fail(f"{cw}: the Job runs `sluice {' '.join(argv)}`, expected `topics ensure`")
@@ -779,6 +799,8 @@ for p, d in by_kind.get("Deployment", []) + by_kind.get("Job", []):
 for kind in KINDS:
     if not any(d["role"] == "worker" and kind in worker_kinds(d["argv"]) for d in deployments.values()):
         fail(f"{K8S}: no Deployment runs a worker for kind `{kind}`")
+if not any(d["kind"] == "Deployment" and d["role"] == "scheduler" for d in deployments.values()):
+    fail(f"{K8S}: no Deployment runs `sluice scheduler` (schedules and the delay ladder)")
 if not any(d["kind"] == "Job" and d["argv"][:2] == ["topics", "ensure"] for d in deployments.values()):
     fail(f"{K8S}: no Job runs `sluice topics ensure`")
 
@@ -850,6 +872,10 @@ for p, d in by_kind.get("ScaledObject", []):
         fail(f"{p}: ScaledObject {name} scales {target}, which is not a worker")
         continue
     kinds = worker_kinds(dep["argv"])
+    lanes = worker_lanes(dep["argv"])
+    served = {lane_topic(cfg["topics"]["prefix"], k, l) for k in kinds for l in lanes}
+    # Retries of every lane share the tiers, read by the workers that serve the normal lane.
+    runs_tiers = "normal" in lanes
     parts = cfg["topics"]["partitions"]
     prefix = cfg["topics"]["prefix"]
     if int(spec.get("maxReplicaCount", 100)) > parts:
@@ -872,19 +898,21 @@ for p, d in by_kind.get("ScaledObject", []):
         topic = md.get("topic")
         if topic not in topics:
             fail(f"{p}: ScaledObject {name}: topic {topic} is not one `sluice topics list` creates")
-        elif not any(topic == f"{prefix}jobs.{k}" or topic.startswith(f"{prefix}jobs.{k}.retry.") for k in kinds):
+        elif not (topic in served or (runs_tiers and any(topic.startswith(f"{prefix}jobs.{k}.retry.") for k in kinds))):
             fail(f"{p}: ScaledObject {name}: topic {topic} is not consumed by {target}")
-        seen_main |= any(topic == f"{prefix}jobs.{k}" for k in kinds)
+        seen_main |= topic in served
         if md.get("bootstrapServers") != cfg["kafka"]["bootstrap_servers"]:
             fail(f"{p}: ScaledObject {name}: bootstrapServers {md.get('bootstrapServers')} != "
                  f"{target}'s kafka.bootstrap_servers {cfg['kafka']['bootstrap_servers']}")
         if not str(md.get("lagThreshold", "")).isdigit():
             fail(f"{p}: ScaledObject {name}: lagThreshold must be a number (as a string)")
     if not seen_main:
-        fail(f"{p}: ScaledObject {name} has no trigger on the main topic of {target}'s kind")
+        fail(f"{p}: ScaledObject {name} has no trigger on a lane {target} serves")
     covered = {(t.get("metadata") or {}).get("topic") for t in triggers}
     for topic in sorted(topics):
-        if any(topic.startswith(f"{prefix}jobs.{k}.retry.") for k in kinds) and topic not in covered:
+        if topic in served and topic not in covered:
+            fail(f"{p}: ScaledObject {name}: lane {topic} has no trigger")
+        if runs_tiers and any(topic.startswith(f"{prefix}jobs.{k}.retry.") for k in kinds) and topic not in covered:
             fail(f"{p}: ScaledObject {name}: retry tier {topic} (`sluice topics list`) has no trigger")
 for name, dep in deployments.items():
     if dep["role"] == "worker" and name not in scaled:

@@ -64,6 +64,8 @@ async fn a_bad_kafka_property_makes_every_command_fail_at_start_naming_it() {
         &["api"],
         &["worker", "--kinds", "noop"],
         &["fanout"],
+        &["scheduler"],
+        &["schedules"],
         &["all"],
         &["stats"],
         &["stats", "--json"],

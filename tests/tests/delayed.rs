@@ -237,3 +237,51 @@ async fn bad_delays_are_refused_naming_the_field_and_the_cli_schedules_too() {
     assert_eq!(header("sluice-priority").as_deref(), Some("low"));
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_for_next_tuesday_at_nine_in_paris_is_scheduled_and_can_be_cancelled() {
+    use chrono::{Datelike, TimeZone};
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", api.info);
+
+    let paris = chrono_tz::Europe::Paris;
+    let today = chrono::Utc::now().with_timezone(&paris).date_naive();
+    let ahead = (7 + chrono::Weekday::Tue.num_days_from_monday()
+        - today.weekday().num_days_from_monday())
+        % 7;
+    let tuesday = today + chrono::Days::new(u64::from(if ahead == 0 { 7 } else { ahead }));
+    let at = paris
+        .from_local_datetime(&tuesday.and_hms_opt(9, 0, 0).unwrap())
+        .single()
+        .unwrap();
+    let answer = post_json(
+        &http,
+        &format!("{base}/v1/jobs/noop"),
+        json!({"payload": "weekly report", "run_at": at.to_rfc3339()}),
+    )
+    .await;
+    assert_eq!(answer["status"], "scheduled", "{answer}");
+    assert_eq!(answer["run_at"].as_i64(), Some(at.timestamp_millis()));
+    let job_id = answer["job_id"].as_str().unwrap();
+    let shown = status_of(&http, &base, job_id).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["run_at"].as_i64()),
+        (Some("scheduled"), Some(at.timestamp_millis()))
+    );
+    // It waits on the longest rung that does not pass its time.
+    let remaining =
+        Duration::from_millis((at.timestamp_millis() - sluice_core::headers::now_millis()) as u64);
+    let rung = sluice_core::delays::next_rung(remaining).unwrap();
+    assert_eq!(env.record_count(&env.topics().delay_rung(rung)), 1);
+
+    let cancelled = http
+        .delete(format!("{base}/v1/jobs/{job_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    assert_eq!(status_of(&http, &base, job_id).await["status"], "cancelled");
+    api.stop().await;
+}

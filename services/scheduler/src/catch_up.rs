@@ -1,5 +1,5 @@
 //! Which ticks a leader fires now: every unfired tick up to now, except those older than the
-//! catch-up window, which follow the schedule's `missed` policy (docs/architecture.md §14).
+//! catch-up window, which follow the schedule's `missed` policy (docs/architecture.md §15).
 //!
 //! A failover leaves a gap of seconds (the group's session timeout): those ticks are fired late,
 //! each once. A gap longer than the window means every replica was down; then firing, say, a

@@ -1,5 +1,5 @@
 //! The sluice scheduler (role `scheduler`): periodic jobs (`[[schedules]]`), each tick fired
-//! exactly once across any number of replicas (docs/architecture.md §14).
+//! exactly once across any number of replicas (docs/architecture.md §15).
 //!
 //! `leader` elects one replica through a Kafka consumer group, `ticker` is the leader's loop,
 //! `fire` commits a tick's job together with its record in the fired-ticks topic (`fired`) in
@@ -98,6 +98,12 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(ticker::run(scheduler, leading_rx, shutdown.clone()));
+    // Every replica moves delayed jobs: group `sluice.delays` shares the ladder's partitions.
+    tasks.spawn(ladder::run(
+        config.clone(),
+        metrics.registry.clone(),
+        shutdown.clone(),
+    ));
 
     let mut first_error = None;
     while let Some(result) = tasks.join_next().await {
