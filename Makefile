@@ -32,13 +32,14 @@ env-status:
 build: ## debug build of the sluice binary
 	$(CARGO) build --bin sluice
 
-run: env-up build ## the whole pipeline on this machine: env, topics, api + workers + fanout (Ctrl-C stops)
+run: env-up build ## the whole pipeline on this machine: env, topics, api + workers + fanout + scheduler (Ctrl-C stops)
 	@$(SLUICE_DEBUG) topics ensure
 	@echo
 	@echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"
-	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics"
+	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics, scheduler :9103/metrics"
 	@echo "  queue health: curl localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"
 	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
+	@echo "       add \"priority\":\"high\" (lanes high/normal/low), \"delay\":\"90s\" or \"run_at\" (RFC 3339); DELETE /v1/jobs/{id} cancels"
 	@echo "  email: curl -si -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"template\":\"welcome\",\"vars\":{\"name\":\"Ada\",\"team\":\"engines\"}}'"
 	@echo "         what arrived: http://127.0.0.1:8025 (Mailpit's web UI; templates in examples/email-templates)"
 	@echo "  image: curl -s -F file=@photo.jpg localhost:8080/v1/uploads/images   (then GET the Location with ?wait=10s;"

@@ -31,6 +31,10 @@ const LABELS: &[&str] = &[
     "action",
     "broker",
     "le",
+    "lane",
+    "rung",
+    "to",
+    "schedule",
 ];
 
 fn check_naming(role: &str, text: &str) {

@@ -108,6 +108,8 @@ struct LadderContext {
 }
 
 impl ClientContext for LadderContext {
+    fn stats(&self, _: rdkafka::statistics::Statistics) {}
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         sluice_core::kafka::log_client_error(&error, reason);
     }
