@@ -187,7 +187,9 @@ pub async fn run(
     // per partition: one fetch brings at most 64 KiB of a partition.
     consumer_config
         .set("queued.min.messages", "100")
-        .set("max.partition.fetch.bytes", "65536");
+        .set("max.partition.fetch.bytes", "65536")
+        // Not a second's pause after a full queue (librdkafka's default): hops would be late.
+        .set("fetch.queue.backoff.ms", "10");
     let consumer: LadderConsumer = consumer_config
         .create_with_context(LadderContext {
             assignments: assignments.clone(),

@@ -245,10 +245,10 @@ fn start(
             let wait = (now - since).max(0) as f64 / 1000.0;
             rt.kind_metrics.queue_wait_seconds[lane.index()].observe(wait);
         }
-    }
-    if let Some(run_at) = delivery.run_at {
-        let late = (now - run_at).max(0) as f64 / 1000.0;
-        rt.kind_metrics.delayed_lateness_seconds.observe(late);
+        if let Some(run_at) = delivery.run_at {
+            let late = (now - run_at).max(0) as f64 / 1000.0;
+            rt.kind_metrics.delayed_lateness_seconds.observe(late);
+        }
     }
     // Its retries keep the lane it was served in.
     delivery.priority = Some(lane);

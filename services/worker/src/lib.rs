@@ -198,7 +198,18 @@ impl Worker {
             );
             // librdkafka's own read-ahead is one queue for every partition: kept short, so a
             // high-priority record is not fetched behind thousands of low ones.
-            consumer_config.set("queued.min.messages", "2000");
+            consumer_config
+                .set("queued.min.messages", "2000")
+                // librdkafka waits this long (default 1 s) before fetching again for a partition
+                // whose local queue was over `queued.min.messages`; with read-ahead pauses that
+                // wait reached every lane and put up to a second on a high job's start
+                // (`make bench-priority`: p99 1 011 ms at the default, 27 ms at 10 ms).
+                .set("fetch.queue.backoff.ms", "10")
+                // A fetch waits at most this long for data (100 ms elsewhere): a record of a lane
+                // that was idle can wait behind one whole empty wait, which was the high lane's
+                // p99 (109 ms at 100 ms, 38 ms at 20 ms). Costs up to 50 empty fetches a second
+                // per kind when the worker is idle.
+                .set("fetch.wait.max.ms", "20");
             let consumer: StreamConsumer<WorkerContext> =
                 sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
                     .create_with_context(context)
