@@ -312,7 +312,8 @@ async fn move_partition(
             }
             record = records.recv(), if moving.len() < IN_FLIGHT => {
                 let Some(record) = record else { break };
-                let due = headers_of(&record).hop_due;
+                let found = headers_of(&record);
+                let due = found.hop_due;
                 let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
                 if !wait.is_zero() {
                     // Everything behind it is due later: finish what is in flight, then wait.
@@ -326,7 +327,7 @@ async fn move_partition(
                 }
                 let late = (now_millis() - due).max(0) as f64 / 1000.0;
                 mover.metrics.lateness.observe(late);
-                moving.push_back(move_on(mover.clone(), record));
+                moving.push_back(move_on(mover.clone(), record, found));
             }
         }
     }
@@ -383,8 +384,7 @@ fn headers_of(record: &OwnedMessage) -> LadderHeaders {
 
 /// Moves one due record to its next rung or its lane (a record without a lane or a run_at to the
 /// ladder's dead letters); returns its offset once Kafka acknowledged, `None` at shutdown.
-async fn move_on(mover: Arc<Mover>, record: OwnedMessage) -> Option<i64> {
-    let found = headers_of(&record);
+async fn move_on(mover: Arc<Mover>, record: OwnedMessage, found: LadderHeaders) -> Option<i64> {
     let from = rung_name(&mover.topics, record.topic());
     let (to, label, hop_due) = match (found.target, found.run_at) {
         (Some(lane), Some(run_at)) => {
