@@ -1,11 +1,11 @@
-//! The consume loop of one job kind, over its lanes and its retry tiers. Records are read ahead
-//! (at most `read_ahead` per partition) into one queue per lane; whenever one of the kind's
-//! `concurrency` slots is free, the lanes' weights pick the job that starts (`ready`), each job
-//! on its own task, offsets stored below the lowest unfinished job.
+//! The consume loop of one job kind, over its lanes and its retry tiers. Each partition is read
+//! on its own queue, at most `read_ahead` records ahead (`partitions`), into one queue per lane;
+//! whenever one of the kind's `concurrency` slots is free, the lanes' weights pick the job that
+//! starts (`ready`), each job on its own task, offsets stored below the lowest unfinished job.
 //!
 //! A record not yet due (a retry, or a delayed job in its last second) waits on a timer without
-//! a slot; other partitions keep flowing, and a partition is paused only when it holds
-//! `worker.max_held_retries` such records (`backpressure`).
+//! a slot; other partitions keep flowing, and a partition stops being read only while it holds
+//! its whole budget (`worker.max_held_retries` for a tier) of records not yet started.
 //!
 //! Guarantee: at-least-once. A job's offset is committed only after its outcome is durable; a
 //! crash redoes the jobs after the last commit (up to `commit_interval` of finished work plus
@@ -25,7 +25,6 @@ use rdkafka::{
     error::KafkaError,
     message::Message,
     types::RDKafkaErrorCode,
-    TopicPartitionList,
 };
 use sluice_core::{
     headers::now_millis,
@@ -38,8 +37,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backpressure::Change,
     delivery::Delivery,
+    partitions::{spawn_reader, AssignedReceiver, Read},
     process::{process, KindRuntime},
     ready::{Ready, Waiting},
 };
@@ -52,12 +51,18 @@ pub struct Slots {
     pub lanes: Vec<Priority>,
     pub weights: LaneWeights,
     pub lane_max_wait: Duration,
+    /// How many records a lane partition may have read and not started.
+    pub read_ahead: usize,
+    /// The same for a retry-tier partition.
+    pub max_held: usize,
 }
 
-/// A record read, with the token its partition's revocation cancels.
+/// A record read, with the token its partition's revocation cancels and its share of the
+/// partition's read-ahead budget, given back when its job starts.
 struct Queued {
     delivery: Delivery,
     assignment: CancellationToken,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 /// The topics a worker serving `lanes` reads: those lanes, and every retry tier when it serves
@@ -74,7 +79,11 @@ pub fn subscribed_topics(rt: &KindRuntime, lanes: &[Priority]) -> Vec<String> {
     topics
 }
 
-pub async fn consume(rt: Arc<KindRuntime>, slots: Slots) -> anyhow::Result<()> {
+pub async fn consume(
+    rt: Arc<KindRuntime>,
+    slots: Slots,
+    mut assigned: AssignedReceiver,
+) -> anyhow::Result<()> {
     let topics = subscribed_topics(&rt, &slots.lanes);
     let owner = format!("worker {}", rt.kind);
     let cancellations = rt.topics.cancellations(&rt.kind);
@@ -104,32 +113,53 @@ pub async fn consume(rt: Arc<KindRuntime>, slots: Slots) -> anyhow::Result<()> {
 
     let ready = Arc::new(Ready::new(slots.weights, slots.lane_max_wait));
     let waiting = Arc::new(WaitingRetries::default());
+    let (read_tx, mut read) = tokio::sync::mpsc::unbounded_channel::<Read>();
+    let mut readers = JoinSet::new();
     let mut jobs = JoinSet::new();
     loop {
         // Reading comes first: a high-priority record already fetched is queued before the next
-        // slot is given away.
+        // slot is given away. The main queue is polled on every turn: it serves the rebalance
+        // callbacks, and librdkafka counts those polls for `max.poll.interval.ms`.
         tokio::select! {
             biased;
             _ = rt.shutdown.cancelled() => break,
-            received = rt.consumer.recv() => {
-                while jobs.try_join_next().is_some() {}
-                match received {
-                    Ok(message) => {
-                        let delivery = Delivery::new(message.detach());
-                        receive(&rt, &ready, &waiting, &mut jobs, delivery);
-                    }
-                    Err(e) => {
-                        // librdkafka reconnects by itself; these are reports, not reasons to stop.
-                        tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+            received = rt.consumer.recv() => match received {
+                // Fetched before its partition's queue was split off.
+                Ok(message) => {
+                    let delivery = Delivery::new(message.detach());
+                    let read = Read { delivery, budget: None, assignment: None };
+                    receive(&rt, &ready, &waiting, &mut jobs, read);
                 }
+                Err(e) => {
+                    // librdkafka reconnects by itself; these are reports, not reasons to stop.
+                    tracing::warn!(kind = %rt.kind, error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            Some(partitions) = assigned.recv() => {
+                while readers.try_join_next().is_some() {}
+                for partition in partitions {
+                    let budget = if rt.tier_of(&partition.topic).is_some() {
+                        slots.max_held
+                    } else {
+                        slots.read_ahead
+                    };
+                    let shutdown = rt.shutdown.clone();
+                    spawn_reader(&rt.consumer, partition, budget, read_tx.clone(), shutdown, &mut readers);
+                }
+            }
+            Some(one) = read.recv() => {
+                while jobs.try_join_next().is_some() {}
+                receive(&rt, &ready, &waiting, &mut jobs, one);
             }
             (permit, next) = next_job(&slots.permits, &ready) => {
                 start(&rt, &ready, &mut jobs, permit, next);
             }
         }
     }
+    // The partition queues hold the consumer: they go before it is closed.
+    readers.abort_all();
+    while readers.join_next().await.is_some() {}
 
     tracing::info!(kind = %rt.kind, tasks = jobs.len(), "draining in-flight jobs");
     let drained = tokio::time::timeout(slots.drain_timeout, async {
@@ -180,20 +210,30 @@ fn receive(
     ready: &Arc<Ready<Queued>>,
     waiting: &Arc<WaitingRetries>,
     jobs: &mut JoinSet<()>,
-    delivery: Delivery,
+    read: Read,
 ) {
+    let Read {
+        delivery,
+        budget,
+        assignment,
+    } = read;
     let message = &delivery.message;
     let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    let assignment = assignment.unwrap_or_else(|| rt.tracker.assignment_token(topic, partition));
+    if assignment.is_cancelled() {
+        // Read just before its partition was revoked: its next owner reads it again.
+        return;
+    }
     let lane = delivery
         .priority
         .or_else(|| rt.topics.lane_of(&rt.kind, topic))
         .unwrap_or_default();
     rt.tracker.deferred(topic, partition, offset);
-    let assignment = rt.tracker.assignment_token(topic, partition);
     let not_before = delivery.not_before();
     let queued = Queued {
         delivery,
         assignment,
+        _budget: budget,
     };
     match not_before {
         Some(due) if due > now_millis() => defer(rt, ready, waiting, jobs, queued, lane, due),
@@ -202,13 +242,8 @@ fn receive(
 }
 
 fn make_ready(rt: &KindRuntime, ready: &Ready<Queued>, queued: Queued, lane: Priority) {
-    let message = &queued.delivery.message;
-    let (topic, partition) = (message.topic().to_owned(), message.partition());
     let queued_now = ready.push(queued, lane);
     rt.kind_metrics.ready[lane.index()].set(queued_now as i64);
-    if let Some(change) = rt.tracker.backpressure.readied(&topic, partition) {
-        apply(rt, &topic, partition, change);
-    }
 }
 
 /// Starts the job picked for a free slot, unless its partition was revoked while it waited (its
@@ -220,9 +255,11 @@ fn start(
     permit: OwnedSemaphorePermit,
     next: Waiting<Queued>,
 ) {
+    // Dropping the budget lets its partition's reader read one more.
     let Queued {
         mut delivery,
         assignment,
+        _budget,
     } = next.item;
     let lane = next.lane;
     let message = &delivery.message;
@@ -232,9 +269,6 @@ fn start(
         message.offset(),
     );
     rt.kind_metrics.ready[lane.index()].set(ready.len(lane) as i64);
-    if let Some(change) = rt.tracker.backpressure.taken(&topic, partition) {
-        apply(rt, &topic, partition, change);
-    }
     if assignment.is_cancelled() {
         return;
     }
@@ -260,19 +294,6 @@ fn start(
     });
 }
 
-fn apply(rt: &KindRuntime, topic: &str, partition: i32, change: Change) {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, partition);
-    let result = match change {
-        Change::Pause => rt.consumer.pause(&list),
-        Change::Resume => rt.consumer.resume(&list),
-    };
-    if let Err(e) = result {
-        // A partition revoked meanwhile: its next assignment starts unpaused anyway.
-        tracing::debug!(%topic, partition, ?change, error = %e, "pausing or resuming failed");
-    }
-}
-
 /// Holds a record until it is due, on a timer task, then queues it in its lane. The partition
 /// keeps being read meanwhile, so a record due sooner behind one due later (jitter, a longer
 /// `Retry-After`) is not held up by it. Revocation or shutdown lets go of a waiting record
@@ -286,14 +307,11 @@ fn defer(
     lane: Priority,
     due: i64,
 ) {
-    let message = &queued.delivery.message;
-    let (topic, partition) = (message.topic().to_owned(), message.partition());
-    let tier = rt.tier_of(&topic).map(str::to_owned);
+    let tier = rt
+        .tier_of(queued.delivery.message.topic())
+        .map(str::to_owned);
     if let Some(tier) = &tier {
         waiting.add(rt, tier, due);
-    }
-    if let Some(change) = rt.tracker.backpressure.held(&topic, partition) {
-        apply(rt, &topic, partition, change);
     }
     let assignment = queued.assignment.clone();
     let (rt, ready, waiting) = (rt.clone(), ready.clone(), waiting.clone());
@@ -306,9 +324,6 @@ fn defer(
         };
         if let Some(tier) = &tier {
             waiting.remove(&rt, tier, due);
-        }
-        if let Some(change) = rt.tracker.backpressure.unheld(&topic, partition) {
-            apply(&rt, &topic, partition, change);
         }
         if due_now {
             make_ready(&rt, &ready, queued, lane);

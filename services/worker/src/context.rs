@@ -15,28 +15,21 @@ use rdkafka::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{backpressure::Backpressure, offsets::OffsetTracker};
+use crate::{
+    offsets::OffsetTracker,
+    partitions::{Assigned, AssignedSender},
+};
 
-/// The offset tracker, a condition variable signalled whenever a job finishes, one token per
-/// assigned partition that revocation cancels (so its waiting jobs let go), and which
-/// partitions are paused for holding too much.
+/// The offset tracker, a condition variable signalled whenever a job finishes, and one token per
+/// assigned partition that revocation cancels (so its reader stops and its waiting jobs let go).
+#[derive(Default)]
 pub struct Tracker {
     offsets: Mutex<OffsetTracker>,
     changed: Condvar,
     assignments: Mutex<HashMap<(String, i32), CancellationToken>>,
-    pub backpressure: Backpressure,
 }
 
 impl Tracker {
-    pub fn new(backpressure: Backpressure) -> Self {
-        Self {
-            offsets: Mutex::default(),
-            changed: Condvar::new(),
-            assignments: Mutex::default(),
-            backpressure,
-        }
-    }
-
     pub fn deferred(&self, topic: &str, partition: i32, offset: i64) {
         self.offsets
             .lock()
@@ -109,6 +102,8 @@ pub struct WorkerContext {
     pub tracker: std::sync::Arc<Tracker>,
     pub drain_timeout: Duration,
     pub kafka_stats: sluice_core::kafka_stats::KafkaStats,
+    /// Where newly assigned partitions go, for the consume loop to give each its reader.
+    pub assigned: AssignedSender,
 }
 
 impl ClientContext for WorkerContext {
@@ -124,19 +119,21 @@ impl ClientContext for WorkerContext {
 impl ConsumerContext for WorkerContext {
     /// Runs on the thread polling the consumer. Blocking it is what makes the revocation wait;
     /// jobs keep running on the runtime's other threads (the worker needs a multi-thread runtime).
-    /// A partition may come back while it was paused for jobs that are no longer ours to wait
-    /// for; every newly assigned partition starts unpaused, with nothing held.
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Each partition's token is made here, before any of its records can be read, so a
+    /// revocation that comes before its reader starts still stops that reader.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            let partitions: Vec<(String, i32)> = assigned
+            let partitions = assigned
                 .elements()
                 .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
+                .map(|e| Assigned {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition(),
+                    assignment: self.tracker.assignment_token(e.topic(), e.partition()),
+                })
                 .collect();
-            self.tracker.backpressure.forget(&partitions);
-            if let Err(e) = consumer.resume(assigned) {
-                tracing::warn!(error = %e, "resuming newly assigned partitions failed");
-            }
+            // Fails only once the consume loop has stopped, when no reader is wanted.
+            let _ = self.assigned.send(partitions);
         }
     }
 

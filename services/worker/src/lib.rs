@@ -1,13 +1,13 @@
 //! The sluice worker: consumes the topics of some job kinds, one consumer group per kind, runs
 //! each job's handler and records its outcome. See `consumer` for the delivery guarantee.
 
-mod backpressure;
 mod cancellations;
 mod consumer;
 mod context;
 mod delivery;
 mod metrics;
 pub mod offsets;
+mod partitions;
 mod process;
 mod ready;
 
@@ -182,11 +182,10 @@ impl Worker {
 
         for (kind, handler) in handlers {
             let spec = registry.kind(&kind)?;
-            let tracker = Arc::new(Tracker::new(backpressure::Backpressure::new(
-                config.worker.max_held_retries,
-                config.worker.read_ahead,
-            )));
+            let tracker = Arc::new(Tracker::default());
+            let (assigned, assignments) = tokio::sync::mpsc::unbounded_channel();
             let context = WorkerContext {
+                assigned,
                 tracker: tracker.clone(),
                 drain_timeout: config.worker.drain_timeout,
                 kafka_stats: kafka_stats.clone(),
@@ -196,14 +195,13 @@ impl Worker {
                 &topics.worker_group(&kind),
                 config.worker.commit_interval,
             );
-            // librdkafka's own read-ahead is one queue for every partition: kept short, so a
-            // high-priority record is not fetched behind thousands of low ones.
+            // librdkafka's own read-ahead, per partition, ahead of the worker's `read_ahead`:
+            // enough for a few fetches, not the default 100 000 per partition (memory).
             consumer_config
                 .set("queued.min.messages", "2000")
                 // librdkafka waits this long (default 1 s) before fetching again for a partition
-                // whose local queue was over `queued.min.messages`; with read-ahead pauses that
-                // wait reached every lane and put up to a second on a high job's start
-                // (`make bench-priority`: p99 1 011 ms at the default, 27 ms at 10 ms).
+                // whose local queue was over `queued.min.messages`: a partition whose reader was
+                // at its budget would start again up to a second late.
                 .set("fetch.queue.backoff.ms", "10")
                 // A fetch waits at most this long for data (100 ms elsewhere): a record of a lane
                 // that was idle can wait behind one whole empty wait, which was the high lane's
@@ -253,8 +251,10 @@ impl Worker {
                 lanes: lanes.clone(),
                 weights: spec.lane_weights.unwrap_or(config.worker.lane_weights),
                 lane_max_wait: config.worker.lane_max_wait,
+                read_ahead: config.worker.read_ahead,
+                max_held: config.worker.max_held_retries,
             };
-            tasks.spawn(consumer::consume(rt, slots));
+            tasks.spawn(consumer::consume(rt, slots, assignments));
         }
 
         let mut first_error = None;
