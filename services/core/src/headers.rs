@@ -136,14 +136,20 @@ pub fn get<'h, H: Headers>(headers: &'h H, key: &str) -> Option<&'h str> {
 
 /// Copies every header except those named in `replace`, so a caller can set new values for them.
 pub fn copy_except<H: Headers>(headers: Option<&H>, replace: &[&str]) -> OwnedHeaders {
+    let pairs = headers
+        .into_iter()
+        .flat_map(|h| h.iter().map(|header| (header.key, header.value)));
+    copy_pairs_except(pairs, replace)
+}
+
+/// `copy_except` for headers already read out of a message, as (name, value) pairs.
+pub fn copy_pairs_except<'a>(
+    pairs: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    replace: &[&str],
+) -> OwnedHeaders {
     let mut out = OwnedHeaders::new();
-    if let Some(headers) = headers {
-        for header in headers.iter().filter(|h| !replace.contains(&h.key)) {
-            out = out.insert(Header {
-                key: header.key,
-                value: header.value,
-            });
-        }
+    for (key, value) in pairs.filter(|(key, _)| !replace.contains(key)) {
+        out = out.insert(Header { key, value });
     }
     out
 }

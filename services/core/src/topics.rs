@@ -30,10 +30,19 @@ impl Topics {
     }
 
     /// The lane a topic of `kind` is, `None` for its other topics.
+    /// Read per record by the worker, so it compares in place instead of formatting names.
     pub fn lane_of(&self, kind: &str, topic: &str) -> Option<Priority> {
-        Priority::ALL
-            .into_iter()
-            .find(|p| self.lane(kind, *p) == topic)
+        let lane = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("jobs.")?
+            .strip_prefix(kind)?;
+        match lane.strip_prefix('.') {
+            None if lane.is_empty() => Some(Priority::Normal),
+            Some(suffix) if suffix != Priority::Normal.as_str() => {
+                Priority::ALL.into_iter().find(|p| p.as_str() == suffix)
+            }
+            _ => None,
+        }
     }
 
     /// A rung of the delay ladder shared by every kind: `sluice.delay.<delay>`.
@@ -178,6 +187,35 @@ impl TopicSpec {
             partitions,
             compacted,
             retention: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_of_names_exactly_the_three_lane_topics() {
+        let topics = Topics {
+            prefix: "t1.".into(),
+        };
+        for lane in Priority::ALL {
+            assert_eq!(
+                topics.lane_of("email", &topics.lane("email", lane)),
+                Some(lane)
+            );
+        }
+        for other in [
+            "t1.jobs.email.normal",
+            "t1.jobs.email.retry.2s",
+            "t1.jobs.email.dlq",
+            "t1.jobs.emailx",
+            "t1.jobs.email.",
+            "jobs.email",
+            "t1.jobs.sms.high",
+        ] {
+            assert_eq!(topics.lane_of("email", other), None, "{other}");
         }
     }
 }

@@ -29,7 +29,8 @@ impl PartitionState {
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<(String, i32), PartitionState>,
+    /// By topic, then partition: looked up by `&str`, without a `String` per call.
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
 }
 
 impl OffsetTracker {
@@ -47,7 +48,7 @@ impl OffsetTracker {
 
     /// A deferred job's handler starts.
     pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(state) = self.state_mut(topic, partition) {
             if state.in_flight.contains(&offset) {
                 state.running.insert(offset);
             }
@@ -55,10 +56,11 @@ impl OffsetTracker {
     }
 
     fn received(&mut self, topic: &str, partition: i32, offset: i64) {
-        let state = self
-            .partitions
-            .entry((topic.to_owned(), partition))
-            .or_default();
+        let partitions = match self.partitions.get_mut(topic) {
+            Some(partitions) => partitions,
+            None => self.partitions.entry(topic.to_owned()).or_default(),
+        };
+        let state = partitions.entry(partition).or_default();
         state.in_flight.insert(offset);
         let next = state
             .next_after_dispatched
@@ -70,7 +72,7 @@ impl OffsetTracker {
     /// committable position moved. Offsets this tracker is not waiting for (a partition revoked
     /// meanwhile) are ignored.
     pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-        let state = self.partitions.get_mut(&(topic.to_owned(), partition))?;
+        let state = self.state_mut(topic, partition)?;
         state.running.remove(&offset);
         if !state.in_flight.remove(&offset) {
             return None;
@@ -85,25 +87,36 @@ impl OffsetTracker {
 
     /// Jobs of this partition whose handler is running.
     pub fn running_of(&self, topic: &str, partition: i32) -> usize {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
-            .map_or(0, |s| s.running.len())
+        self.state(topic, partition).map_or(0, |s| s.running.len())
     }
 
     /// The offset to commit for a partition right now.
     pub fn committable(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
+        self.state(topic, partition)
             .and_then(PartitionState::committable)
     }
 
     /// Drops a revoked partition; late completions for it are ignored.
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_owned(), partition));
+        if let Some(partitions) = self.partitions.get_mut(topic) {
+            partitions.remove(&partition);
+        }
     }
 
     pub fn total_in_flight(&self) -> usize {
-        self.partitions.values().map(|s| s.in_flight.len()).sum()
+        self.partitions
+            .values()
+            .flat_map(HashMap::values)
+            .map(|s| s.in_flight.len())
+            .sum()
+    }
+
+    fn state(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.partitions.get(topic)?.get(&partition)
+    }
+
+    fn state_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(topic)?.get_mut(&partition)
     }
 }
 

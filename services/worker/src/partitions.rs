@@ -62,6 +62,7 @@ pub fn spawn_reader(
         return;
     };
     let budget = Arc::new(Semaphore::new(budget));
+    let topic_name: Arc<str> = Arc::from(topic.as_str());
     readers.spawn(async move {
         loop {
             let permit = tokio::select! {
@@ -76,7 +77,7 @@ pub fn spawn_reader(
             };
             match received {
                 Ok(message) => {
-                    let delivery = Delivery::new(message.detach());
+                    let delivery = Delivery::new(&message, topic_name.clone());
                     let read_one = Read {
                         delivery,
                         budget: Some(permit),

@@ -9,11 +9,10 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 use futures::FutureExt;
 use prometheus::IntCounter;
 use rdkafka::{
-    consumer::{Consumer, StreamConsumer},
-    message::{Message, OwnedHeaders},
+    consumer::StreamConsumer,
+    message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
-    Offset, TopicPartitionList,
 };
 use sluice_core::{
     headers::{self, now_millis},
@@ -158,17 +157,12 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
 
 /// Records the job's status, then stores its offset once that is in Redis (or Redis gave up).
 async fn finish(rt: Arc<KindRuntime>, delivery: Delivery, update: StatusUpdate) {
-    let message = &delivery.message;
-    let (topic, partition, offset) = (
-        message.topic().to_owned(),
-        message.partition(),
-        message.offset(),
-    );
+    let (topic, partition, offset) = (delivery.topic.clone(), delivery.partition, delivery.offset);
     let offset_rt = rt.clone();
     // The offset is stored once the outcome's status is in Redis (or Redis gave up): the slot
     // is free already, so a job's concurrency is the handler's time, not a Redis round trip.
     let store: Completion = Box::new(move |_written| {
-        store_offset(&offset_rt, &topic, partition, offset);
+        offset_rt.tracker.finished(&topic, partition, offset);
     });
     rt.status
         .record_then(update, store, STATUS_QUEUE_WAIT)
@@ -180,7 +174,7 @@ async fn finish(rt: Arc<KindRuntime>, delivery: Delivery, update: StatusUpdate) 
 const STATUS_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailure> {
-    let bytes = delivery.message.payload().unwrap_or_default();
+    let bytes = &delivery.payload;
     let decoded = rt
         .schemas
         .decode(&rt.kind, bytes)
@@ -307,12 +301,12 @@ async fn forward(
     topic: &str,
     added: &[(&str, String)],
 ) -> bool {
-    let (message, job_id) = (&delivery.message, delivery.job_id.as_str());
+    let job_id = delivery.job_id.as_str();
     let mut set: Vec<(&str, String)> = vec![(headers::JOB_ID, job_id.to_owned())];
     if delivery.first_delivery {
-        set.push((headers::ORIGINAL_TOPIC, message.topic().to_owned()));
-        set.push((headers::ORIGINAL_PARTITION, message.partition().to_string()));
-        set.push((headers::ORIGINAL_OFFSET, message.offset().to_string()));
+        set.push((headers::ORIGINAL_TOPIC, delivery.topic.to_string()));
+        set.push((headers::ORIGINAL_PARTITION, delivery.partition.to_string()));
+        set.push((headers::ORIGINAL_OFFSET, delivery.offset.to_string()));
     }
     if let Some(lane) = delivery.priority {
         set.push((headers::PRIORITY, lane.as_str().to_owned()));
@@ -321,14 +315,14 @@ async fn forward(
     let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
 
     let record_headers = || {
-        let mut record_headers = headers::copy_except(message.headers(), &replaced);
+        let mut record_headers = headers::copy_pairs_except(delivery.headers.iter(), &replaced);
         for (key, value) in &set {
             record_headers = record_headers.insert(headers::str_header(key, value));
         }
         record_headers
     };
-    let payload = message.payload().unwrap_or_default();
-    produce_until_acked(rt, job_id, topic, message.key(), payload, record_headers).await
+    let key = delivery.key.as_deref();
+    produce_until_acked(rt, job_id, topic, key, &delivery.payload, record_headers).await
 }
 
 /// Produces one record, retrying until Kafka acknowledges it; false only if shutdown came first.
@@ -414,19 +408,6 @@ fn observe_end_to_end(rt: &KindRuntime, delivery: &Delivery) {
         let seconds = (now_millis() - enqueued_at).max(0) as f64 / 1000.0;
         rt.kind_metrics.end_to_end_seconds.observe(seconds);
     }
-}
-
-fn store_offset(rt: &KindRuntime, topic: &str, partition: i32, offset: i64) {
-    rt.tracker.finished(topic, partition, offset, |next| {
-        let mut list = TopicPartitionList::new();
-        // `store_offsets` stores exactly this value: the next offset to consume. (The
-        // single-offset `store_offset` adds one, a classic source of skipped or repeated records.)
-        let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
-        if let Err(e) = rt.consumer.store_offsets(&list) {
-            // The partition was revoked meanwhile; its new owner redoes from the last commit.
-            tracing::debug!(error = %e, "offset not stored");
-        }
-    });
 }
 
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent
