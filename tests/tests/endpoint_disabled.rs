@@ -67,7 +67,10 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_again() {
     assert_eq!(listed[0]["kind"], "webhook");
     assert_eq!(listed[0]["job_id"], first[0].as_str());
     let (ok, table) = sluice(&env, &["endpoints", "list"]);
-    assert!(ok && table.contains(&url) && table.contains(&first[0]), "{table}");
+    assert!(
+        ok && table.contains(&url) && table.contains(&first[0]),
+        "{table}"
+    );
 
     // Later jobs to it dead-letter at once, without a call.
     let later = env
@@ -94,7 +97,10 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_again() {
         Some(1.0)
     );
     assert_eq!(
-        metric(&page, r#"sluice_endpoint_disabled_jobs_total{kind="webhook"}"#),
+        metric(
+            &page,
+            r#"sluice_endpoint_disabled_jobs_total{kind="webhook"}"#
+        ),
         Some(2.0)
     );
     worker.stop().await;
@@ -106,7 +112,10 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_again() {
     let status = env
         .wait_for_status(&store, &after_restart[0], Status::DeadLettered, WAIT)
         .await;
-    assert!(status.last_error.unwrap_or_default().starts_with("endpoint disabled"));
+    assert!(status
+        .last_error
+        .unwrap_or_default()
+        .starts_with("endpoint disabled"));
     assert_eq!(receiver.requests().len(), 1);
 
     // Enabled again (the URL in another spelling of the same endpoint): the next job goes
@@ -115,15 +124,22 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_again() {
     let (ok, out) = sluice(&env, &["endpoints", "enable", &spelled]);
     assert!(ok && out.contains(&format!("enabled {url}")), "{out}");
     let (ok, out) = sluice(&env, &["endpoints", "enable", &url]);
-    assert!(!ok && out.contains("is not disabled"), "a second enable fails: {out}");
+    assert!(
+        !ok && out.contains("is not disabled"),
+        "a second enable fails: {out}"
+    );
     let metrics_url = format!("http://{}/metrics", worker.info);
-    eventually("the worker to re-read the set", Duration::from_secs(10), || {
-        let (http, metrics_url) = (http.clone(), metrics_url.clone());
-        async move {
-            let page = get_text(&http, &metrics_url).await;
-            (metric(&page, "sluice_endpoints_disabled") == Some(0.0)).then_some(())
-        }
-    })
+    eventually(
+        "the worker to re-read the set",
+        Duration::from_secs(10),
+        || {
+            let (http, metrics_url) = (http.clone(), metrics_url.clone());
+            async move {
+                let page = get_text(&http, &metrics_url).await;
+                (metric(&page, "sluice_endpoints_disabled") == Some(0.0)).then_some(())
+            }
+        },
+    )
     .await;
     let (ok, out) = sluice(&env, &["endpoints", "list"]);
     assert!(ok && out.contains("no endpoint is disabled"), "{out}");

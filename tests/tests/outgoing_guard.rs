@@ -67,7 +67,10 @@ async fn webhooks_to_loopback_and_metadata_are_refused_at_once_unless_allowed() 
             "::ffff:127.0.0.1 is a loopback address",
         ),
         // A host name: refused by the resolver, so the address connected to is never loopback.
-        (format!("http://localhost:{port}/hook"), "is a loopback address"),
+        (
+            format!("http://localhost:{port}/hook"),
+            "is a loopback address",
+        ),
         (
             "http://169.254.169.254/latest/meta-data/".to_owned(),
             "169.254.169.254 is the cloud metadata service",
@@ -82,14 +85,23 @@ async fn webhooks_to_loopback_and_metadata_are_refused_at_once_unless_allowed() 
         assert_eq!(status.attempts, 1, "{url}: dead-lettered at once");
         assert!(error.starts_with("target refused: "), "{url}: {error}");
         assert!(error.contains(expected), "{url}: {error}");
-        assert!(error.contains("allow_"), "{url}: says how to allow it: {error}");
+        assert!(
+            error.contains("allow_"),
+            "{url}: says how to allow it: {error}"
+        );
     }
     let classes = dead_letter_classes(&env, "webhook");
     for id in &ids {
-        let class = classes.iter().find(|(job, _)| job == id).map(|(_, c)| c.as_str());
+        let class = classes
+            .iter()
+            .find(|(job, _)| job == id)
+            .map(|(_, c)| c.as_str());
         assert_eq!(class, Some("fatal"), "{id}");
     }
-    assert!(receiver.requests().is_empty(), "nothing reached the receiver");
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the receiver"
+    );
     worker.stop().await;
 
     // The same receiver, with the development exception: delivered.
@@ -161,7 +173,10 @@ async fn a_redirect_is_never_followed() {
         format!("receiver answered 307, a redirect to {origin}; redirects are never followed")
     );
     assert_eq!(status.attempts, 1, "fatal: not retried");
-    assert!(receiver.requests().is_empty(), "the redirect was not followed");
+    assert!(
+        receiver.requests().is_empty(),
+        "the redirect was not followed"
+    );
     worker.stop().await;
 }
 

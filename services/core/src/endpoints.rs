@@ -115,7 +115,11 @@ pub struct DisabledCache {
 impl DisabledCache {
     pub fn contains(&self, url: &str) -> bool {
         self.len.load(Ordering::Relaxed) > 0
-            && self.urls.read().expect("disabled endpoints lock").contains(url)
+            && self
+                .urls
+                .read()
+                .expect("disabled endpoints lock")
+                .contains(url)
     }
 
     pub fn len(&self) -> usize {
@@ -179,7 +183,10 @@ mod tests {
         cache.replace(set(&["http://a/"]), read_started);
         assert!(cache.contains("http://a/"));
         assert!(!cache.contains("http://b/"), "enabled elsewhere");
-        assert!(cache.contains("http://c/"), "kept until a read that began after it");
+        assert!(
+            cache.contains("http://c/"),
+            "kept until a read that began after it"
+        );
         assert_eq!(cache.len(), 2);
         cache.replace(set(&[]), Instant::now());
         assert!(cache.is_empty() && !cache.contains("http://c/"));

@@ -310,8 +310,7 @@ mod tests {
         assert!(gone(410), "410 disables the endpoint");
         assert!(!gone(404) && !gone(500), "nothing else does");
         let location = HeaderValue::from_static("http://169.254.169.254/latest/meta-data");
-        let redirect =
-            classify(StatusCode::FOUND, None, Some(&location)).unwrap_err();
+        let redirect = classify(StatusCode::FOUND, None, Some(&location)).unwrap_err();
         assert_eq!(
             redirect.message,
             "receiver answered 302, a redirect to http://169.254.169.254; redirects are never followed"

@@ -39,8 +39,16 @@ pub async fn list(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("no endpoint is disabled");
         return Ok(());
     }
-    let url_width = entries.iter().map(|e| e.url.chars().count()).max().unwrap_or(0);
-    let kind_width = entries.iter().map(|e| e.kind.chars().count()).max().unwrap_or(0);
+    let url_width = entries
+        .iter()
+        .map(|e| e.url.chars().count())
+        .max()
+        .unwrap_or(0);
+    let kind_width = entries
+        .iter()
+        .map(|e| e.kind.chars().count())
+        .max()
+        .unwrap_or(0);
     println!(
         "{:<url_width$}  {:<kind_width$}  {:<24}  job id",
         "url", "kind", "disabled at"

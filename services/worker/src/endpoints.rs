@@ -70,8 +70,12 @@ impl Endpoints {
         };
         match self.store.disable(&entry).await {
             Ok(true) => tracing::warn!(kind, job_id, "endpoint answered 410 Gone; disabled"),
-            Ok(false) => tracing::debug!(kind, job_id, "endpoint answered 410 Gone; already disabled"),
-            Err(e) => tracing::warn!(kind, job_id, error = %e, "recording a disabled endpoint failed"),
+            Ok(false) => {
+                tracing::debug!(kind, job_id, "endpoint answered 410 Gone; already disabled")
+            }
+            Err(e) => {
+                tracing::warn!(kind, job_id, error = %e, "recording a disabled endpoint failed")
+            }
         }
         self.cache.insert(endpoint);
         self.gauge.set(self.cache.len() as i64);

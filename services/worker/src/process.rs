@@ -199,7 +199,10 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
         traceparent: delivery.traceparent.clone(),
     };
     let endpoint = rt.handler.endpoint(&job);
-    if endpoint.as_deref().is_some_and(|e| rt.endpoints.is_disabled(e)) {
+    if endpoint
+        .as_deref()
+        .is_some_and(|e| rt.endpoints.is_disabled(e))
+    {
         rt.kind_metrics.endpoint_disabled_jobs.inc();
         return Err(JobFailure::new(
             ErrorClass::Fatal,

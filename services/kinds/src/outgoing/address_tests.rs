@@ -183,7 +183,10 @@ fn allow_private_opens_private_use_ranges_but_not_metadata_or_multicast() {
 fn allow_cidrs_allows_exactly_its_networks() {
     let policy = AddressPolicy {
         allow_private: false,
-        allow_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "fd00:1::/32".parse().unwrap()],
+        allow_cidrs: vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "fd00:1::/32".parse().unwrap(),
+        ],
     };
     assert!(policy.check(ip("127.0.0.1")).is_ok());
     assert!(policy.check(ip("127.1.2.3")).is_ok());
@@ -196,5 +199,8 @@ fn allow_cidrs_allows_exactly_its_networks() {
         allow_private: false,
         allow_cidrs: vec!["169.254.169.254/32".parse().unwrap()],
     };
-    assert!(metadata.check(ip("169.254.169.254")).is_ok(), "explicitly listed");
+    assert!(
+        metadata.check(ip("169.254.169.254")).is_ok(),
+        "explicitly listed"
+    );
 }

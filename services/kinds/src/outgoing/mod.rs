@@ -43,7 +43,11 @@ impl Default for CidrList {
 
 /// The policy of a kind's `allow_private` and `allow_cidrs`; a bad network fails the start
 /// naming the key.
-pub fn policy(kind: &str, allow_private: bool, cidrs: &CidrList) -> Result<AddressPolicy, KindError> {
+pub fn policy(
+    kind: &str,
+    allow_private: bool,
+    cidrs: &CidrList,
+) -> Result<AddressPolicy, KindError> {
     let entries: Vec<&str> = match cidrs {
         CidrList::List(list) => list.iter().map(|s| s.trim()).collect(),
         CidrList::Joined(joined) => joined.split(',').map(str::trim).collect(),

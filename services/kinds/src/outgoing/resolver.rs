@@ -30,9 +30,8 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             // The system resolver (getaddrinfo on a blocking thread), as reqwest's default.
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let (allowed, refused) = filter(&policy, resolved);
             if allowed.is_empty() {
                 if let Some(first) = refused {

@@ -3,11 +3,14 @@ use super::*;
 #[test]
 fn allow_cidrs_is_a_list_or_a_joined_string_and_a_bad_entry_names_the_key() {
     let listed = CidrList::List(vec!["10.0.0.0/8".into(), "::1".into()]);
-    let policy = policy("webhook", false, &listed).unwrap();
-    assert_eq!(policy.allow_cidrs.len(), 2);
-    assert_eq!(policy.allow_cidrs[1].to_string(), "::1/128");
+    let listed = policy("webhook", false, &listed).unwrap();
+    assert_eq!(listed.allow_cidrs.len(), 2);
+    assert_eq!(listed.allow_cidrs[1].to_string(), "::1/128");
     let joined = CidrList::Joined("127.0.0.0/8, fd00::/8".into());
-    assert_eq!(policy("webhook", true, &joined).unwrap().allow_cidrs.len(), 2);
+    assert_eq!(
+        policy("webhook", true, &joined).unwrap().allow_cidrs.len(),
+        2
+    );
     let bad = CidrList::List(vec!["10.0.0.0/33".into()]);
     let error = policy("webhook", false, &bad).unwrap_err().to_string();
     assert!(
@@ -37,7 +40,10 @@ fn literal_addresses_are_checked_in_every_spelling() {
         assert!(error.contains(" is "), "{url}: {error}");
     }
     assert!(check_url(&strict, "https://8.8.8.8/hook").is_ok());
-    assert!(check_url(&strict, "https://example.com/hook").is_ok(), "names go to the resolver");
+    assert!(
+        check_url(&strict, "https://example.com/hook").is_ok(),
+        "names go to the resolver"
+    );
     assert!(check_url(&strict, "ftp://example.com/").is_err());
 }
 
@@ -62,7 +68,9 @@ fn a_refused_name_is_a_fatal_failure_through_the_client() {
         .enable_all()
         .build()
         .unwrap();
-    let outgoing = Outgoing::new("webhook", Duration::from_secs(2), AddressPolicy::default()).unwrap();
+    let _inside = runtime.enter();
+    let outgoing =
+        Outgoing::new("webhook", Duration::from_secs(2), AddressPolicy::default()).unwrap();
     let error = runtime
         .block_on(outgoing.post("http://localhost:9/hook").unwrap().send())
         .unwrap_err();
@@ -79,11 +87,20 @@ fn a_refused_name_is_a_fatal_failure_through_the_client() {
 
 #[test]
 fn endpoints_are_keyed_by_their_normalized_url() {
-    assert_eq!(endpoint_key("HTTPS://Example.COM:443"), "https://example.com/");
-    assert_eq!(endpoint_key(" http://a.example/hook#x "), "http://a.example/hook");
+    assert_eq!(
+        endpoint_key("HTTPS://Example.COM:443"),
+        "https://example.com/"
+    );
+    assert_eq!(
+        endpoint_key(" http://a.example/hook#x "),
+        "http://a.example/hook"
+    );
     assert_eq!(
         endpoint_key("http://a.example/hook?tenant=1"),
         "http://a.example/hook?tenant=1"
     );
-    assert_ne!(endpoint_key("http://a.example/a"), endpoint_key("http://a.example/b"));
+    assert_ne!(
+        endpoint_key("http://a.example/a"),
+        endpoint_key("http://a.example/b")
+    );
 }
