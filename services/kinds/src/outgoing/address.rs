@@ -117,7 +117,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Range> {
         // The local-use NAT64 prefix 64:ff9b:1::/48 (the well-known /96 is handled above).
         0x0064 if s[1] == 0xff9b => Range::Private,
         // The rest of ::/8 (IPv4-compatible handled above) and 100::/8 (the discard prefix).
-        0x0000..=0x00ff | 0x0100..=0x01ff => Range::Reserved,
+        0x0000..=0x01ff => Range::Reserved,
         0x3fff if s[1] < 0x1000 => Range::Documentation,
         _ => return None,
     };
