@@ -45,8 +45,11 @@ run: env-up build ## the whole pipeline on this machine: env, topics, api + work
 	@echo "  image: curl -s -F file=@photo.jpg localhost:8080/v1/uploads/images   (then GET the Location with ?wait=10s;"
 	@echo "         thumbnails at http://127.0.0.1:8080/files/images/<job id>/800.jpg, stored under data/storage)"
 	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka, Redis and Mailpit."
+	@echo "  development only: webhooks may go to loopback and private addresses (SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE=true),"
+	@echo "         so a receiver on this machine works; in production the outgoing guard refuses them."
 	@echo
 	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} \
+	  SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE=$${SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE:-true} \
 	  SLUICE__KINDS__EMAIL__TEMPLATES=$${SLUICE__KINDS__EMAIL__TEMPLATES:-examples/email-templates} \
 	  exec $(SLUICE_DEBUG) all
 

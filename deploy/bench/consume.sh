@@ -120,7 +120,8 @@ mkdir -p "$TMP/schemas/ping"
 printf '%s' '{"type":"record","name":"Ping","fields":[{"name":"payload","type":"string"}]}' >"$TMP/schemas/ping/v1.avsc"
 SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
 HTTP_ENV=(SLUICE__SCHEMAS__DIR="$TMP/schemas" SLUICE__KINDS__PING__HANDLER=http
-  SLUICE__KINDS__PING__URL="http://127.0.0.1:$NGINX_PORT/jobs" SLUICE__KINDS__PING__SECRET="$SECRET")
+  SLUICE__KINDS__PING__URL="http://127.0.0.1:$NGINX_PORT/jobs" SLUICE__KINDS__PING__SECRET="$SECRET"
+  SLUICE__KINDS__PING__ALLOW_PRIVATE=true)
 env SLUICE__TOPICS__PREFIX="$RUN_ID.http." "${HTTP_ENV[@]}" "$SLUICE" topics ensure >/dev/null
 head -n "$HTTP_N" "$TMP/jobs.jsonl" >"$TMP/ping.jsonl"
 env SLUICE__TOPICS__PREFIX="$RUN_ID.http." "${HTTP_ENV[@]}" "$SLUICE" publish ping --file "$TMP/ping.jsonl" >/dev/null

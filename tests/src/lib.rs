@@ -72,6 +72,9 @@ impl TestEnv {
         let webhook = config.kinds.entry("webhook".into()).or_default();
         webhook.insert("secret".into(), WEBHOOK_SECRET.into());
         webhook.insert("request_timeout".into(), "5s".into());
+        // Test receivers listen on loopback, which the outgoing guard refuses unless allowed;
+        // tests of the guard take this out.
+        webhook.insert("allow_private".into(), true.into());
         config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         config.worker.commit_interval = Duration::from_millis(200);
@@ -278,6 +281,15 @@ impl TestEnv {
         if !tiers.is_empty() {
             vars.push(("SLUICE__RETRY__TIERS".into(), tiers.join(",")));
         }
+        let webhook = self.config.kinds.get("webhook");
+        let allow_private = webhook
+            .and_then(|w| w.get("allow_private"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        vars.push((
+            "SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE".into(),
+            allow_private.to_string(),
+        ));
         vars
     }
 

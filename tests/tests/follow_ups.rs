@@ -60,6 +60,7 @@ async fn a_succeeded_job_enqueues_its_follow_up_under_a_derived_id() {
         greet.insert("handler".into(), "http".into());
         greet.insert("url".into(), format!("http://{addr}/jobs").into());
         greet.insert("secret".into(), WEBHOOK_SECRET.into());
+        greet.insert("allow_private".into(), true.into());
     })
     .await;
     let api = env.start_api().await;

@@ -72,6 +72,8 @@ async fn a_kind_defined_at_run_time_succeeds_retries_and_dead_letters_through_it
         greet.insert("handler".into(), "http".into());
         greet.insert("url".into(), url.into());
         greet.insert("secret".into(), WEBHOOK_SECRET.into());
+        // The example consumer runs on loopback, which the outgoing guard refuses by default.
+        greet.insert("allow_private".into(), true.into());
         greet.insert("tiers".into(), json!(["1s"]));
         greet.insert("max_attempts".into(), 3.into());
         greet.insert("jitter".into(), false.into());
@@ -155,6 +157,7 @@ async fn a_kind_defined_at_run_time_succeeds_retries_and_dead_letters_through_it
             format!("http://127.0.0.1:{port}/jobs"),
         )
         .env("SLUICE__KINDS__GREET__SECRET", WEBHOOK_SECRET)
+        .env("SLUICE__KINDS__GREET__ALLOW_PRIVATE", "true")
         .output()
         .unwrap();
     assert!(
@@ -211,6 +214,8 @@ async fn a_kind_whose_endpoint_hangs_never_holds_up_another_kind() {
         greet.insert("handler".into(), "http".into());
         greet.insert("url".into(), url.into());
         greet.insert("secret".into(), WEBHOOK_SECRET.into());
+        // The example consumer runs on loopback, which the outgoing guard refuses by default.
+        greet.insert("allow_private".into(), true.into());
         greet.insert("request_timeout".into(), "60s".into());
     })
     .await;

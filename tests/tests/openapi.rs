@@ -41,6 +41,7 @@ async fn env_with_a_user_kind() -> (TestEnv, PathBuf) {
         kind.insert("handler".into(), "http".into());
         kind.insert("url".into(), "http://127.0.0.1:9/resize".into());
         kind.insert("secret".into(), WEBHOOK_SECRET.into());
+        kind.insert("allow_private".into(), true.into());
     })
     .await;
     (env, dir)

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod config;
 pub mod delays;
+pub mod endpoints;
 pub mod headers;
 pub mod json;
 pub mod kafka;

@@ -56,6 +56,9 @@ pub struct JobFailure {
     pub message: String,
     /// When the far side asked us to wait (HTTP 429/503 `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The far side said the job's endpoint is gone for good (HTTP 410): the worker disables
+    /// `Handler::endpoint` of the job, so later jobs to it dead-letter without calling it.
+    pub endpoint_gone: bool,
 }
 
 impl JobFailure {
@@ -64,6 +67,7 @@ impl JobFailure {
             class,
             message: message.into(),
             retry_after: None,
+            endpoint_gone: false,
         }
     }
 }
@@ -116,4 +120,11 @@ pub fn follow_up_id(parent: &str, n: usize) -> String {
 #[async_trait]
 pub trait Handler: Send + Sync {
     async fn handle(&self, job: &Job) -> Result<Outcome, JobFailure>;
+
+    /// The URL this job would call, for handlers that call out: an endpoint that answered
+    /// 410 Gone is disabled by this URL, and the worker dead-letters later jobs to it without
+    /// running them until someone enables it again (`sluice endpoints enable`).
+    fn endpoint(&self, _job: &Job) -> Option<String> {
+        None
+    }
 }

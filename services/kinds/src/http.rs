@@ -11,7 +11,9 @@
 //! check the call came from sluice. The answer decides the outcome: 2xx succeeds (a JSON body up
 //! to 64 KiB becomes the job's result); 429 and 503 retry, honouring `Retry-After`; 408, other
 //! 5xx, timeouts and connection errors retry; other 4xx are fatal (dead-lettered at once, with
-//! the status and the first bytes of the body as the error).
+//! the status and the first bytes of the body as the error), 410 also disabling the endpoint;
+//! 3xx are fatal (redirects are never followed). Calls obey the outgoing guard
+//! (`crate::outgoing`) like webhooks.
 //!
 //! To enqueue follow-up jobs as well, a 2xx answers with `content-type:
 //! application/vnd.sluice.outcome+json` and `{"result": …, "enqueue": [{"kind": "webhook",
@@ -30,7 +32,11 @@ use sluice_core::json::record_to_json;
 use crate::{
     handler::{ErrorClass, FollowUp, Handler, Job, JobFailure, Outcome},
     kind::{parse_settings, HandlerType, KindError, Settings},
-    webhook::{answer_failure, decode_secret, outgoing_client, parse_retry_after, sign},
+    outgoing::{
+        check_url, endpoint_key, policy, redirect_message, transport_failure, AddressPolicy,
+        CidrList, Outgoing,
+    },
+    webhook::{answer_failure, decode_secret, parse_retry_after, sign},
 };
 
 /// A 2xx body larger than this is not kept as the result.
@@ -49,6 +55,23 @@ struct HttpSettings {
     /// One call's time limit. Default 30 s. (`timeout`, a retry key, bounds the whole attempt.)
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     request_timeout: Duration,
+    /// Lets calls go to private-use addresses (loopback, RFC 1918, unique-local, link-local,
+    /// CGNAT; not cloud metadata, multicast or unspecified): an endpoint on the same network
+    /// as the worker. Default false.
+    #[serde(default)]
+    allow_private: bool,
+    /// Networks calls may go to even though they are not public, e.g. `["10.20.0.0/16"]`.
+    /// Default empty.
+    #[serde(default)]
+    allow_cidrs: CidrList,
+}
+
+/// An http kind's checked settings.
+struct Resolved {
+    url: String,
+    key: Vec<u8>,
+    timeout: Duration,
+    policy: AddressPolicy,
 }
 
 fn default_request_timeout() -> Duration {
@@ -58,20 +81,16 @@ fn default_request_timeout() -> Duration {
 pub struct Http;
 
 impl Http {
-    fn settings(kind: &str, settings: &Settings) -> Result<(String, Vec<u8>, Duration), KindError> {
+    fn settings(kind: &str, settings: &Settings) -> Result<Resolved, KindError> {
         let s: HttpSettings = parse_settings(kind, settings)?;
         let url = s
             .url
             .ok_or_else(|| KindError::key(kind, "url", "is required for an http kind"))?;
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| KindError::key(kind, "url", format!("`{url}` is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(KindError::key(
-                kind,
-                "url",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        let policy = policy(kind, s.allow_private, &s.allow_cidrs)?;
+        // An IP-literal url the guard refuses would dead-letter every job: refuse it at start.
+        // A host name is checked on every call, since what it resolves to may change.
+        check_url(&policy, &url)
+            .map_err(|problem| KindError::key(kind, "url", format!("`{url}`: {problem}")))?;
         let secret = s.secret.ok_or_else(|| {
             KindError::key(
                 kind,
@@ -82,7 +101,12 @@ impl Http {
         })?;
         let key = decode_secret(&secret)
             .ok_or_else(|| KindError::key(kind, "secret", "must be `whsec_` followed by base64"))?;
-        Ok((url, key, s.request_timeout))
+        Ok(Resolved {
+            url,
+            key,
+            timeout: s.request_timeout,
+            policy,
+        })
     }
 }
 
@@ -105,15 +129,27 @@ impl HandlerType for Http {
         settings: &Settings,
         _: &sluice_core::Config,
     ) -> Result<Arc<dyn Handler>, KindError> {
-        let (url, key, timeout) = Self::settings(kind, settings)?;
-        let client = outgoing_client(kind, timeout)?;
-        Ok(Arc::new(HttpHandler { client, url, key }))
+        let Resolved {
+            url,
+            key,
+            timeout,
+            policy,
+        } = Self::settings(kind, settings)?;
+        let outgoing = Outgoing::new(kind, timeout, policy)?;
+        Ok(Arc::new(HttpHandler {
+            outgoing,
+            endpoint: endpoint_key(&url),
+            url,
+            key,
+        }))
     }
 }
 
 struct HttpHandler {
-    client: reqwest::Client,
+    outgoing: Outgoing,
     url: String,
+    /// `url` as endpoints are disabled by.
+    endpoint: String,
     key: Vec<u8>,
 }
 
@@ -132,8 +168,8 @@ impl Handler for HttpHandler {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let mut request = self
-            .client
-            .post(&self.url)
+            .outgoing
+            .post(&self.url)?
             .header("content-type", "application/json")
             .header("webhook-id", &job.id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -146,8 +182,20 @@ impl Handler for HttpHandler {
         if let Some(traceparent) = &job.traceparent {
             request = request.header("traceparent", traceparent);
         }
-        let response = request.body(body).send().await.map_err(transport_failure)?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e))?;
         let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let message = redirect_message("endpoint", status.as_u16(), location);
+            return Err(answer_failure(status, None, message));
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -165,17 +213,10 @@ impl Handler for HttpHandler {
         }
         Ok(answered)
     }
-}
 
-fn transport_failure(e: reqwest::Error) -> JobFailure {
-    let message = if e.is_timeout() {
-        "request timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    JobFailure::new(ErrorClass::Retryable, message)
+    fn endpoint(&self, _job: &Job) -> Option<String> {
+        Some(self.endpoint.clone())
+    }
 }
 
 /// Reads at most `cap` bytes of the body (a hostile endpoint cannot make the worker buffer
@@ -286,10 +327,10 @@ mod tests {
         for code in [200, 201, 202, 204] {
             assert_eq!(class(code), None, "{code}");
         }
-        for code in [408, 429, 500, 502, 503, 504, 301, 302] {
+        for code in [408, 429, 500, 502, 503, 504] {
             assert_eq!(class(code), Some(ErrorClass::Retryable), "{code}");
         }
-        for code in [400, 401, 403, 404, 409, 410, 413, 422] {
+        for code in [400, 401, 403, 404, 409, 410, 413, 422, 301, 302] {
             assert_eq!(class(code), Some(ErrorClass::Fatal), "{code}");
         }
     }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod image;
 pub mod kind;
 pub mod noop;
+pub mod outgoing;
 pub mod prepare;
 pub mod registry;
 pub mod typed;

@@ -30,7 +30,7 @@ fn config(dir: Option<PathBuf>, kinds: serde_json::Value) -> Config {
 }
 
 fn http_greet() -> serde_json::Value {
-    json!({"greet": {"handler": "http", "url": "http://127.0.0.1:9/jobs", "secret": SECRET}})
+    json!({"greet": {"handler": "http", "url": "http://127.0.0.1:9/jobs", "secret": SECRET, "allow_private": true}})
 }
 
 fn error(config: &Config) -> String {
@@ -95,6 +95,18 @@ fn handler_problems_name_the_kind_and_the_key() {
         (
             json!({"greet": {"handler": "http", "url": "ftp://x", "secret": SECRET}}),
             "kinds.greet.url",
+        ),
+        (
+            json!({"greet": {"handler": "http", "url": "http://127.0.0.1:9/jobs", "secret": SECRET}}),
+            "kinds.greet.url: `http://127.0.0.1:9/jobs`: 127.0.0.1 is a loopback address",
+        ),
+        (
+            json!({"greet": {"handler": "http", "url": "http://x/jobs", "secret": SECRET, "allow_cidrs": ["10.0.0.0/40"]}}),
+            "kinds.greet.allow_cidrs: `10.0.0.0/40` is not a network",
+        ),
+        (
+            json!({"webhook": {"allow_cidrs": "127.0.0.0/8,nope"}}),
+            "kinds.webhook.allow_cidrs: `nope` is not a network",
         ),
         (
             json!({"noop": {"colour": "red"}}),

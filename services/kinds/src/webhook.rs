@@ -1,7 +1,9 @@
 //! `webhook`: outgoing webhooks, signed per Standard Webhooks: `webhook-id` (the job id, so
 //! receivers can deduplicate redeliveries), `webhook-timestamp` (Unix seconds) and
 //! `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the decoded
-//! `whsec_` secret of `[kinds.webhook] secret`).
+//! `whsec_` secret of `[kinds.webhook] secret`). The job chooses the URL, so deliveries go only
+//! where the outgoing guard lets them (`crate::outgoing`: public addresses unless
+//! `allow_private` / `allow_cidrs` say otherwise, no redirects).
 
 use std::{
     sync::Arc,
@@ -12,7 +14,10 @@ use apache_avro::types::Value;
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use hmac::{Hmac, Mac};
-use reqwest::{header::RETRY_AFTER, StatusCode};
+use reqwest::{
+    header::{HeaderValue, LOCATION, RETRY_AFTER},
+    StatusCode,
+};
 use serde::Deserialize;
 use sha2::Sha256;
 use sluice_core::json::{string_field, FieldError};
@@ -20,6 +25,7 @@ use sluice_core::json::{string_field, FieldError};
 use crate::{
     handler::{ErrorClass, Handler, Job, JobFailure, Outcome},
     kind::{parse_settings, HandlerType, KindError, Settings},
+    outgoing::{endpoint_key, policy, redirect_message, transport_failure, CidrList, Outgoing},
 };
 
 /// `[kinds.webhook]`.
@@ -34,6 +40,15 @@ struct WebhookSettings {
     /// (`timeout`, a retry key, bounds the whole attempt.)
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     request_timeout: Duration,
+    /// Lets deliveries go to private-use addresses (loopback, RFC 1918, unique-local,
+    /// link-local, CGNAT; not cloud metadata, multicast or unspecified). Default false: a job
+    /// chooses its URL, and must not reach what only the worker can reach.
+    #[serde(default)]
+    allow_private: bool,
+    /// Networks deliveries may go to even though they are not public, e.g.
+    /// `["10.20.0.0/16"]`. Default empty.
+    #[serde(default)]
+    allow_cidrs: CidrList,
 }
 
 fn default_request_timeout() -> Duration {
@@ -113,8 +128,9 @@ impl HandlerType for Webhook {
                  SLUICE__KINDS__WEBHOOK__SECRET)",
             )
         })?;
-        let client = outgoing_client(kind, settings.request_timeout)?;
-        Ok(Arc::new(WebhookHandler { client, key }))
+        let guard = policy(kind, settings.allow_private, &settings.allow_cidrs)?;
+        let outgoing = Outgoing::new(kind, settings.request_timeout, guard)?;
+        Ok(Arc::new(WebhookHandler { outgoing, key }))
     }
 }
 
@@ -124,6 +140,7 @@ fn settings_and_key(
     settings: &Settings,
 ) -> Result<(WebhookSettings, Option<Vec<u8>>), KindError> {
     let parsed: WebhookSettings = parse_settings(kind, settings)?;
+    policy(kind, parsed.allow_private, &parsed.allow_cidrs)?;
     if parsed.secret.is_empty() {
         return Ok((parsed, None));
     }
@@ -132,20 +149,8 @@ fn settings_and_key(
     Ok((parsed, Some(key)))
 }
 
-/// The HTTP client of a handler that calls out: `timeout` per request, redirects never
-/// followed (a redirect would send a signed body to a host nobody configured).
-pub fn outgoing_client(kind: &str, timeout: Duration) -> Result<reqwest::Client, KindError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| KindError::key(kind, "request_timeout", format!("HTTP client: {e}")))
-}
-
 struct WebhookHandler {
-    client: reqwest::Client,
+    outgoing: Outgoing,
     key: Vec<u8>,
 }
 
@@ -178,8 +183,8 @@ impl Handler for WebhookHandler {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let response = self
-            .client
-            .post(url)
+            .outgoing
+            .post(url)?
             .header("content-type", "application/json")
             .header("webhook-id", &job.id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -191,30 +196,27 @@ impl Handler for WebhookHandler {
             .body(payload.to_owned())
             .send()
             .await;
-        match response {
-            Ok(response) => classify(response.status(), response.headers().get(RETRY_AFTER))
-                .map(|()| Outcome::default()),
-            Err(e) if e.is_timeout() => {
-                Err(JobFailure::new(ErrorClass::Retryable, "request timed out"))
-            }
-            Err(e) if e.is_connect() => {
-                Err(JobFailure::new(ErrorClass::Retryable, "connection failed"))
-            }
-            Err(e) if e.is_builder() => Err(JobFailure::new(
-                ErrorClass::Fatal,
-                format!("bad request: {e}"),
-            )),
-            Err(_) => Err(JobFailure::new(ErrorClass::Retryable, "request failed")),
-        }
+        let response = response.map_err(|e| transport_failure(&e))?;
+        classify(
+            response.status(),
+            response.headers().get(RETRY_AFTER),
+            response.headers().get(LOCATION),
+        )
+        .map(|()| Outcome::default())
+    }
+
+    fn endpoint(&self, job: &Job) -> Option<String> {
+        string_field(&job.record, "url").map(endpoint_key)
     }
 }
 
-/// 2xx success; 408, 429, 5xx retryable (with `Retry-After` for 429/503); 410 and other 4xx
-/// fatal: the receiver has told us the request itself is wrong or unwanted. Anything else (1xx,
-/// 3xx) is retryable, since redirects are not followed and may be a transient misconfiguration.
+/// 2xx success; 408, 429, 5xx retryable (with `Retry-After` for 429/503); 3xx fatal (redirects
+/// are never followed, and one would be again); 410 and other 4xx fatal: the receiver has told
+/// us the request itself is wrong or unwanted (410 also disables the URL, see `answer_failure`).
 pub fn classify(
     status: StatusCode,
-    retry_after: Option<&reqwest::header::HeaderValue>,
+    retry_after: Option<&HeaderValue>,
+    location: Option<&HeaderValue>,
 ) -> Result<(), JobFailure> {
     if status.is_success() {
         return Ok(());
@@ -222,17 +224,22 @@ pub fn classify(
     let retry_after = retry_after
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    Err(answer_failure(
-        status,
-        retry_after,
-        format!("receiver answered {}", status.as_u16()),
-    ))
+    let message = if status.is_redirection() {
+        redirect_message(
+            "receiver",
+            status.as_u16(),
+            location.and_then(|v| v.to_str().ok()),
+        )
+    } else {
+        format!("receiver answered {}", status.as_u16())
+    };
+    Err(answer_failure(status, retry_after, message))
 }
 
 /// The failure a non-2xx HTTP answer means, for every handler that calls out over HTTP: 408
-/// and 429 retryable, other 4xx fatal (the far side says the request itself is wrong), anything
-/// else retryable (5xx, and 1xx/3xx since redirects are not followed); `Retry-After` kept for
-/// 429 and 503.
+/// and 429 retryable, 3xx and other 4xx fatal (a redirect is never followed; a 4xx says the
+/// request itself is wrong), anything else retryable (5xx, 1xx); `Retry-After` kept for 429 and
+/// 503. A 410 Gone also marks the failure `endpoint_gone`: the worker disables the URL.
 pub fn answer_failure(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -240,13 +247,14 @@ pub fn answer_failure(
 ) -> JobFailure {
     let class = match status.as_u16() {
         408 | 429 => ErrorClass::Retryable,
-        400..=499 => ErrorClass::Fatal,
+        300..=499 => ErrorClass::Fatal,
         _ => ErrorClass::Retryable,
     };
     let mut failure = JobFailure::new(class, message);
     if matches!(status.as_u16(), 429 | 503) {
         failure.retry_after = retry_after;
     }
+    failure.endpoint_gone = status == StatusCode::GONE;
     failure
 }
 
@@ -264,8 +272,6 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
-
     use super::*;
 
     /// The example from the Standard Webhooks specification's reference implementations.
@@ -284,7 +290,7 @@ mod tests {
     #[test]
     fn outcomes_are_classified_as_the_design_says() {
         let class = |code: u16| {
-            classify(StatusCode::from_u16(code).unwrap(), None)
+            classify(StatusCode::from_u16(code).unwrap(), None, None)
                 .err()
                 .map(|f| f.class)
         };
@@ -293,16 +299,29 @@ mod tests {
         for code in [408, 429, 500, 502, 503, 504] {
             assert_eq!(class(code), Some(ErrorClass::Retryable), "{code}");
         }
-        for code in [400, 401, 403, 404, 410, 422] {
+        for code in [400, 401, 403, 404, 410, 422, 301, 302, 307, 308] {
             assert_eq!(class(code), Some(ErrorClass::Fatal), "{code}");
         }
+        let gone = |code| {
+            classify(StatusCode::from_u16(code).unwrap(), None, None)
+                .unwrap_err()
+                .endpoint_gone
+        };
+        assert!(gone(410), "410 disables the endpoint");
+        assert!(!gone(404) && !gone(500), "nothing else does");
+        let location = HeaderValue::from_static("http://169.254.169.254/latest/meta-data");
+        let redirect = classify(StatusCode::FOUND, None, Some(&location)).unwrap_err();
+        assert_eq!(
+            redirect.message,
+            "receiver answered 302, a redirect to http://169.254.169.254; redirects are never followed"
+        );
     }
 
     #[test]
     fn retry_after_is_read_for_429_and_503_only() {
         let ten = HeaderValue::from_static("10");
         let after = |code| {
-            classify(StatusCode::from_u16(code).unwrap(), Some(&ten))
+            classify(StatusCode::from_u16(code).unwrap(), Some(&ten), None)
                 .unwrap_err()
                 .retry_after
         };

@@ -72,6 +72,26 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Endpoints disabled because they answered 410 Gone: list them, enable one again.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCommand {
+    /// Every disabled endpoint: URL, kind, when, and the job that got the 410.
+    List {
+        /// Print JSON (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable an endpoint again: workers call it again within a few seconds.
+    Enable {
+        /// The endpoint's URL, as `list` shows it.
+        url: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dlq;
+mod endpoints;
 mod publish;
 mod schedules;
 mod stats;
@@ -15,7 +16,7 @@ use sluice_core::Config;
 use sluice_kinds::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, TopicsCommand};
+use crate::cli::{Cli, Command, EndpointsCommand, TopicsCommand};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -101,6 +102,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics {
             command: TopicsCommand::List,
         } => topics::list(&config, &registry),
+        Command::Endpoints {
+            command: EndpointsCommand::List { json },
+        } => endpoints::list(&config, json).await?,
+        Command::Endpoints {
+            command: EndpointsCommand::Enable { url },
+        } => return endpoints::enable(&config, &url).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ mod cancellations;
 mod consumer;
 mod context;
 mod delivery;
+mod endpoints;
 mod metrics;
 pub mod offsets;
 mod partitions;
@@ -147,8 +148,17 @@ impl Worker {
         let status = StatusStore::connect(&config.redis)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
-        let status = sluice_core::status_writer::StatusWriter::start(status);
         let metrics = WorkerMetrics::new();
+        let endpoints = endpoints::Endpoints::new(
+            sluice_core::endpoints::EndpointStore::new(
+                status.connection(),
+                &config.redis.key_prefix,
+            ),
+            metrics.endpoints_disabled.clone(),
+        );
+        // Read before the first job, so a restarted worker does not call a disabled endpoint.
+        endpoints.refresh().await;
+        let status = sluice_core::status_writer::StatusWriter::start(status);
         let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "worker");
         let producer_config =
             sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30));
@@ -179,6 +189,8 @@ impl Worker {
                 .await
                 .context("serving worker metrics")
         });
+
+        tasks.spawn(endpoints.clone().follow(shutdown.clone()));
 
         for (kind, handler) in handlers {
             let spec = registry.kind(&kind)?;
@@ -226,6 +238,7 @@ impl Worker {
             let rt = Arc::new(KindRuntime {
                 kind_metrics: metrics::KindMetrics::new(&metrics, &kind),
                 cancelled: Arc::new(cancellations::Cancelled::new(config.redis.status_ttl)),
+                endpoints: endpoints.clone(),
                 tier_topics,
                 handler,
                 validate: spec.handler,

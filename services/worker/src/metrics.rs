@@ -22,6 +22,9 @@ pub struct WorkerMetrics {
     pub queue_wait_seconds: HistogramVec,
     pub ready: IntGaugeVec,
     pub delayed_lateness_seconds: HistogramVec,
+    pub endpoints_disabled: IntGauge,
+    pub endpoint_gone: IntCounterVec,
+    pub endpoint_disabled_jobs: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -178,6 +181,36 @@ impl WorkerMetrics {
                 )
                 .unwrap(),
             ),
+            endpoints_disabled: register(
+                &registry,
+                IntGauge::new(
+                    "sluice_endpoints_disabled",
+                    "Endpoints disabled after a 410 Gone, as this worker last read them from Redis.",
+                )
+                .unwrap(),
+            ),
+            endpoint_gone: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_endpoint_gone_total",
+                        "410 Gone answers: each disables the job's endpoint.",
+                    ),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
+            endpoint_disabled_jobs: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_endpoint_disabled_jobs_total",
+                        "Jobs dead-lettered without a call because their endpoint is disabled.",
+                    ),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
             registry,
         }
     }
@@ -206,6 +239,8 @@ pub struct KindMetrics {
     pub queue_wait_seconds: [Histogram; 3],
     pub ready: [IntGauge; 3],
     pub delayed_lateness_seconds: Histogram,
+    pub endpoint_gone: IntCounter,
+    pub endpoint_disabled_jobs: IntCounter,
 }
 
 impl KindMetrics {
@@ -230,6 +265,8 @@ impl KindMetrics {
             ready: Priority::ALL
                 .map(|lane| metrics.ready.with_label_values(&[kind, lane.as_str()])),
             delayed_lateness_seconds: metrics.delayed_lateness_seconds.with_label_values(&[kind]),
+            endpoint_gone: metrics.endpoint_gone.with_label_values(&[kind]),
+            endpoint_disabled_jobs: metrics.endpoint_disabled_jobs.with_label_values(&[kind]),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct KindRuntime {
     pub kind_metrics: KindMetrics,
     /// The kind's jobs cancelled before they started.
     pub cancelled: Arc<crate::cancellations::Cancelled>,
+    /// Endpoints disabled after a 410 Gone, shared by every kind of this worker.
+    pub endpoints: Arc<crate::endpoints::Endpoints>,
     pub shutdown: CancellationToken,
 }
 
@@ -182,14 +184,6 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
     rt.validate
         .validate(&decoded.value)
         .map_err(|e| JobFailure::new(ErrorClass::Fatal, e.to_string()))?;
-    rt.status.record_later(status_update(
-        rt,
-        &delivery.job_id,
-        Status::Running,
-        delivery.attempt,
-        delivery.last_error.as_deref(),
-        None,
-    ));
     let job = Job {
         id: delivery.job_id.clone(),
         kind: rt.kind.clone(),
@@ -198,9 +192,43 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
         enqueued_at: delivery.enqueued_at,
         traceparent: delivery.traceparent.clone(),
     };
+    let endpoint = rt.handler.endpoint(&job);
+    if endpoint
+        .as_deref()
+        .is_some_and(|e| rt.endpoints.is_disabled(e))
+    {
+        rt.kind_metrics.endpoint_disabled_jobs.inc();
+        return Err(JobFailure::new(
+            ErrorClass::Fatal,
+            crate::endpoints::DISABLED,
+        ));
+    }
+    rt.status.record_later(status_update(
+        rt,
+        &delivery.job_id,
+        Status::Running,
+        delivery.attempt,
+        delivery.last_error.as_deref(),
+        None,
+    ));
+    let mut result = handle(rt, &job).await;
+    if let (Err(failure), Some(endpoint)) = (&mut result, endpoint) {
+        if failure.endpoint_gone {
+            failure.message.push_str("; endpoint disabled");
+            rt.kind_metrics.endpoint_gone.inc();
+            rt.endpoints
+                .disable(&endpoint, &rt.kind, &job.id, &failure.message)
+                .await;
+        }
+    }
+    result
+}
+
+/// Runs the handler, bounded by the kind's timeout, a panic caught.
+async fn handle(rt: &KindRuntime, job: &Job) -> Result<Outcome, JobFailure> {
     // A panicking handler must not take the worker down with it, nor lose the job; a stuck one
     // must not hold its slot forever.
-    let handled = AssertUnwindSafe(rt.handler.handle(&job)).catch_unwind();
+    let handled = AssertUnwindSafe(rt.handler.handle(job)).catch_unwind();
     match tokio::time::timeout(rt.plan.timeout, handled).await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
