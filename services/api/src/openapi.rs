@@ -332,31 +332,32 @@ pub fn document(registry: &Registry) -> Json {
         },
         "paths": paths,
         "components": {
-        "securitySchemes": {"bearer": {
-            "type": "http", "scheme": "bearer",
-            "description": "An API token (`sk_sluice_…`, made by `sluice tokens new`). Each operation lists the scope its token needs: publish, read or admin.",
-        }},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
-            "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
-                "job_id": {"type": "string"}, "kind": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
-                "attempts": {"type": "integer", "minimum": 0},
-                "last_error": {"type": ["string", "null"]},
-                "result": {"description": "What the handler returned (JSON), or null"},
-                "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
-                "updated_at": {"type": "integer"}}},
-            "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
-                "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
-                "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
-                "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
-            "StoredObject": {"type": "object", "required": ["key", "url", "content_type", "bytes"], "properties": {
-                "key": {"type": "string"}, "url": {"type": "string"}, "content_type": {"type": "string"},
-                "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
-                "max_side": {"type": "integer", "description": "The box a variant was fit into"}}},
-            "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
-        }},
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token (`sk_sluice_…`, made by `sluice tokens new`). Each operation lists the scope its token needs: publish, read or admin.",
+            }},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
+                "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
+                    "job_id": {"type": "string"}, "kind": {"type": "string"},
+                    "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "last_error": {"type": ["string", "null"]},
+                    "result": {"description": "What the handler returned (JSON), or null"},
+                    "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
+                    "updated_at": {"type": "integer"}}},
+                "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
+                    "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
+                    "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
+                "StoredObject": {"type": "object", "required": ["key", "url", "content_type", "bytes"], "properties": {
+                    "key": {"type": "string"}, "url": {"type": "string"}, "content_type": {"type": "string"},
+                    "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                    "max_side": {"type": "integer", "description": "The box a variant was fit into"}}},
+                "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
+            },
+        },
     })
 }
 
