@@ -7,6 +7,9 @@ SLUICE_DEBUG := target/debug/sluice
 SLUICE_RELEASE := target/release/sluice
 # A development-only signing secret for `make run`; production sets SLUICE__KINDS__WEBHOOK__SECRET.
 DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
+# `make run`'s API token (every /v1 call needs one): made once by `sluice tokens new --env`, kept
+# here (git-ignored) so it stays the same from one run to the next.
+DEV_TOKEN_FILE := .cache/dev-token.env
 
 .PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority
 
@@ -34,21 +37,28 @@ build: ## debug build of the sluice binary
 
 run: env-up build ## the whole pipeline on this machine: env, topics, api + workers + fanout + scheduler (Ctrl-C stops)
 	@$(SLUICE_DEBUG) topics ensure
-	@echo
-	@echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"
-	@echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics, scheduler :9103/metrics"
-	@echo "  queue health: curl localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"
-	@echo "  try: curl -si -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"
-	@echo "       add \"priority\":\"high\" (lanes high/normal/low), \"delay\":\"90s\" or \"run_at\" (RFC 3339); DELETE /v1/jobs/{id} cancels"
-	@echo "  email: curl -si -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"template\":\"welcome\",\"vars\":{\"name\":\"Ada\",\"team\":\"engines\"}}'"
-	@echo "         what arrived: http://127.0.0.1:8025 (Mailpit's web UI; templates in examples/email-templates)"
-	@echo "  image: curl -s -F file=@photo.jpg localhost:8080/v1/uploads/images   (then GET the Location with ?wait=10s;"
-	@echo "         thumbnails at http://127.0.0.1:8080/files/images/<job id>/800.jpg, stored under data/storage)"
-	@echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka, Redis and Mailpit."
-	@echo "  development only: webhooks may go to loopback and private addresses (SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE=true),"
-	@echo "         so a receiver on this machine works; in production the outgoing guard refuses them."
-	@echo
-	@SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} \
+	@[[ -s $(DEV_TOKEN_FILE) ]] || { mkdir -p $(dir $(DEV_TOKEN_FILE)) && \
+	  $(SLUICE_DEBUG) tokens new --name dev --scope publish,read,admin --env >$(DEV_TOKEN_FILE).new && \
+	  mv $(DEV_TOKEN_FILE).new $(DEV_TOKEN_FILE); }
+	@set -a; . ./$(DEV_TOKEN_FILE); set +a; \
+	echo; \
+	echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"; \
+	echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics, scheduler :9103/metrics"; \
+	echo "  every /v1 call needs a token; a development one (publish, read, admin; kept in $(DEV_TOKEN_FILE)):"; \
+	echo "    export SLUICE_TOKEN=$$SLUICE_TOKEN"; \
+	echo "  queue health: curl -H \"Authorization: Bearer \$$SLUICE_TOKEN\" localhost:8080/v1/queue/stats  (or target/debug/sluice stats --watch)"; \
+	echo "  try: curl -si -H \"Authorization: Bearer \$$SLUICE_TOKEN\" -XPOST localhost:8080/v1/jobs/noop -d '{\"payload\":\"hello\"}'"; \
+	echo "       add \"priority\":\"high\" (lanes high/normal/low), \"delay\":\"90s\" or \"run_at\" (RFC 3339); DELETE /v1/jobs/{id} cancels"; \
+	echo "  email: curl -si -H \"Authorization: Bearer \$$SLUICE_TOKEN\" -XPOST localhost:8080/v1/jobs/email -d '{\"to\":[\"ada@example.com\"],\"template\":\"welcome\",\"vars\":{\"name\":\"Ada\",\"team\":\"engines\"}}'"; \
+	echo "         what arrived: http://127.0.0.1:8025 (Mailpit's web UI; templates in examples/email-templates)"; \
+	echo "  image: curl -s -H \"Authorization: Bearer \$$SLUICE_TOKEN\" -F file=@photo.jpg localhost:8080/v1/uploads/images   (then GET the Location with ?wait=10s;"; \
+	echo "         thumbnails at http://127.0.0.1:8080/files/images/<job id>/800.jpg, stored under data/storage, no token needed)"; \
+	echo "  more tokens: target/debug/sluice tokens new --name <name> --scope publish (README \"API tokens\")"; \
+	echo "  Ctrl-C drains in-flight jobs and stops every role; 'make env-down' stops Kafka, Redis and Mailpit."; \
+	echo "  development only: webhooks may go to loopback and private addresses (SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE=true),"; \
+	echo "         so a receiver on this machine works; in production the outgoing guard refuses them."; \
+	echo; \
+	SLUICE__KINDS__WEBHOOK__SECRET=$${SLUICE__KINDS__WEBHOOK__SECRET:-$(DEV_WEBHOOK_SECRET)} \
 	  SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE=$${SLUICE__KINDS__WEBHOOK__ALLOW_PRIVATE:-true} \
 	  SLUICE__KINDS__EMAIL__TEMPLATES=$${SLUICE__KINDS__EMAIL__TEMPLATES:-examples/email-templates} \
 	  exec $(SLUICE_DEBUG) all

@@ -10,7 +10,7 @@
   fanout-load.py report      the table and the markdown body from the phases' JSON files
 
 Settings come from the environment (fanout.sh exports them): API, API_CACHED (host:port),
-FANOUT_METRICS (host:port), FANOUT_PID, API_PID, KEY_PREFIX, REDIS_HOST, REDIS_PORT, TMP, TIMEOUT and
+FANOUT_METRICS (host:port), FANOUT_PID, API_PID, SLUICE_TOKEN, KEY_PREFIX, REDIS_HOST, REDIS_PORT, TMP, TIMEOUT and
 the load shape (see fanout.sh). Every phase writes $TMP/<phase>.json and prints one line per
 figure; any failure exits non-zero with a message saying what did not happen.
 """
@@ -290,6 +290,9 @@ class Http:
 
     def request(self, method, path, body=None):
         headers = {"Connection": "keep-alive"}
+        # Every /v1 call needs a token (fanout.sh makes one; a build before tokens has none).
+        if ENV.get("SLUICE_TOKEN"):
+            headers["Authorization"] = "Bearer " + ENV["SLUICE_TOKEN"]
         data = None
         if body is not None:
             data = json.dumps(body).encode()

@@ -157,6 +157,14 @@ if grep -q queue_stats_interval "$SLUICE"; then
   STATS_NOTE="with SLUICE__API__QUEUE_STATS_INTERVAL=10m so the queue-health pass stays out of the reads"
 fi
 
+# Every /v1 call needs a token: SLUICE_TOKEN for fanout-load.py, its hash and scopes for the
+# api. Only for a binary that has tokens (SLUICE_BIN may be an older build).
+if "$SLUICE" tokens new --help >/dev/null 2>&1; then
+  set -a
+  eval "$("$SLUICE" tokens new --name bench --scope publish,read --env)" || die "sluice tokens new failed"
+  set +a
+fi
+
 python3 "$LOAD" idle
 say "run: $RUN_ID (topics ${RUN_ID}.*, Redis keys ${KEY_PREFIX}*, group ${RUN_ID}.sluice.fanout)"
 TOPICS_CREATED=1

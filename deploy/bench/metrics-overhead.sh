@@ -202,6 +202,10 @@ export SLUICE__REDIS__STATUS_TTL=1h SLUICE__LOG__LEVEL=warn
 export SLUICE__WORKER__CONCURRENCY="$CONCURRENCY" SLUICE__WORKER__DRAIN_TIMEOUT=10s
 # A noop job takes microseconds, but under callgrind everything is ~50x slower.
 export SLUICE__RETRY__TIMEOUT=60s
+# Every /v1 call needs a token: one for this run (publish), accepted through the environment.
+set -a
+eval "$("$BIN_ON" tokens new --name bench --scope publish --env)" || die "sluice tokens new failed"
+set +a
 : >"$TMP/on.toml"
 printf '[kafka.properties]\n"statistics.interval.ms" = "1000"\n' >"$TMP/on-cg.toml"
 printf '[kafka.properties]\n"statistics.interval.ms" = "0"\n\n[api]\nqueue_stats_interval = "24h"\n' >"$TMP/off.toml"
@@ -281,10 +285,11 @@ print(len(keys), len(done), min(done, default=0), max(done, default=0))
 PY
 }
 
-cat >"$TMP/post.lua" <<'LUA'
+cat >"$TMP/post.lua" <<LUA
 -- One noop job per request, keep-alive; the api answers 202 once Kafka acknowledged the job.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $SLUICE_TOKEN"
 wrk.body = '{"payload":"metrics-overhead bench job"}'
 LUA
 # wrk_run <port> <seconds> <out>: sets REQS RPS BAD (non-2xx + socket errors) P50 P99 (ms).

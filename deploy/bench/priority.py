@@ -25,20 +25,23 @@ METRICS = os.environ["METRICS"]
 RATE = float(os.environ.get("RATE", "50"))
 SECONDS = float(os.environ.get("SECONDS_HIGH", "8"))
 SLEEP_MS = int(os.environ.get("SLEEP_MS", "5"))
+# Every /v1 call needs a token (priority.sh makes one with `sluice tokens new`).
+AUTH = {"Authorization": "Bearer " + os.environ["SLUICE_TOKEN"]}
 
 
 def post(body):
     request = urllib.request.Request(
         f"{API}/v1/jobs/noop",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **AUTH},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)["job_id"]
 
 
 def status(job_id):
-    with urllib.request.urlopen(f"{API}/v1/jobs/{job_id}?wait=30s", timeout=40) as response:
+    request = urllib.request.Request(f"{API}/v1/jobs/{job_id}?wait=30s", headers=AUTH)
+    with urllib.request.urlopen(request, timeout=40) as response:
         return json.load(response)
 
 
@@ -129,7 +132,7 @@ elif phase == "delayed":
         body = {"sleep_ms": SLEEP_MS, "delay": f"{random.randint(1000, 20000)}ms"}
         request = urllib.request.Request(
             f"{API}/v1/jobs/noop", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json", **AUTH})
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.load(response)
         with lock:

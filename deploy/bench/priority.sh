@@ -50,6 +50,10 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
 fi
 export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP" SLUICE__REDIS__STATUS_TTL=10m \
   SLUICE__LOG__LEVEL=warn SLUICE__WORKER__CONCURRENCY="$CONCURRENCY"
+# Every /v1 call needs a token: SLUICE_TOKEN for priority.py, its hash and scopes for the api.
+set -a
+eval "$("$SLUICE" tokens new --name bench --scope publish,read --env)" || die "sluice tokens new failed"
+set +a
 
 # run <phase> <low jobs>: a fresh prefix with that many low jobs queued, the api, a worker and
 # (for delays) a scheduler, then the load.

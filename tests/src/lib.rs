@@ -49,6 +49,27 @@ pub fn webhook_signature(id: &str, timestamp: &str, body: &[u8]) -> String {
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
+/// The token every test's api accepts, with every scope (configured by `TestEnv` as
+/// `[api.tokens.test]`, by its SHA-256 like any token); `api_client` sends it.
+pub const TEST_TOKEN: &str = "sk_sluice_tests-only-token-with-every-scope-0000000";
+
+/// A client for the api: sends `Authorization: Bearer TEST_TOKEN` on every request.
+pub fn api_client() -> reqwest::Client {
+    client_with_token(TEST_TOKEN)
+}
+
+/// A client that sends `token` as its bearer token.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// One test's private slice of the shared broker and Redis.
 pub struct TestEnv {
     pub id: String,
@@ -76,6 +97,14 @@ impl TestEnv {
         // tests of the guard take this out.
         webhook.insert("allow_private".into(), true.into());
         config.api.listen = "127.0.0.1:0".parse().unwrap();
+        config.api.tokens.insert(
+            "test".into(),
+            sluice_core::tokens::TokenConfig {
+                sha256: sluice_core::tokens::sha256_hex(TEST_TOKEN),
+                scopes: sluice_core::tokens::Scope::ALL.to_vec(),
+                ..Default::default()
+            },
+        );
         config.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         config.worker.commit_interval = Duration::from_millis(200);
         config.worker.drain_timeout = Duration::from_secs(10);
@@ -257,6 +286,14 @@ impl TestEnv {
                 self.config.storage.url.clone(),
             ),
             ("SLUICE__LOG__LEVEL".into(), "warn".into()),
+            (
+                "SLUICE__API__TOKENS__TEST__SHA256".into(),
+                sluice_core::tokens::sha256_hex(TEST_TOKEN),
+            ),
+            (
+                "SLUICE__API__TOKENS__TEST__SCOPES".into(),
+                "publish,read,admin".into(),
+            ),
             (
                 "SLUICE__SOCIAL__METRICS_LISTEN".into(),
                 "127.0.0.1:0".into(),

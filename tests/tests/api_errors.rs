@@ -8,7 +8,7 @@ async fn each_bad_input_gets_its_status_and_a_message_and_nothing_is_enqueued() 
     let mut env = TestEnv::new().await;
     env.config.api.body_limit_bytes = 1024;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let too_large = format!(r#"{{"payload":"{}"}}"#, "x".repeat(2048));
 

@@ -48,7 +48,7 @@ async fn finished(http: &reqwest::Client, worker: std::net::SocketAddr, outcome:
 async fn a_cancelled_job_is_skipped_and_one_that_ran_cannot_be_cancelled() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
     let cancelled = post_json(&http, &jobs, json!({"payload": "never"})).await;
@@ -113,7 +113,7 @@ async fn a_job_waiting_for_its_retry_can_be_cancelled() {
     .await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["noop"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let accepted = post_json(
         &http,
@@ -152,7 +152,7 @@ async fn a_job_not_started_before_it_expires_is_not_run() {
     })
     .await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
 

@@ -32,7 +32,7 @@ async fn delayed_jobs_are_scheduled_walk_the_ladder_and_never_start_early() {
     let api = env.start_api().await;
     let worker = env.start_worker(&["noop"]).await;
     let ladder = env.start_delay_ladder();
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
 
@@ -93,7 +93,7 @@ async fn a_scheduled_job_can_be_cancelled_and_a_restarted_mover_loses_nothing() 
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["noop"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
 
@@ -176,7 +176,7 @@ async fn the_mover_holds_a_bounded_number_of_records_however_many_jobs_wait() {
 async fn bad_delays_are_refused_naming_the_field_and_the_cli_schedules_too() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let jobs = format!("http://{}/v1/jobs/noop", api.info);
     let far = chrono::Utc::now() + chrono::Duration::days(31);
     for (body, field) in [
@@ -243,7 +243,7 @@ async fn a_job_for_next_tuesday_at_nine_in_paris_is_scheduled_and_can_be_cancell
     use chrono::{Datelike, TimeZone};
     let env = TestEnv::new().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     let paris = chrono_tz::Europe::Paris;

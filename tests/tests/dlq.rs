@@ -120,7 +120,7 @@ async fn dead_letters_over_http_and_purge() {
     }
     let worker = env.start_worker(&["noop"]).await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}/v1/dlq", api.info);
 
     let listed = sluice_tests::eventually("two dead letters", Duration::from_secs(30), || async {

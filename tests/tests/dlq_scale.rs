@@ -187,7 +187,7 @@ async fn a_replay_while_another_holds_the_lease_is_409_over_http() {
         tokio::spawn(async move { dlq.replay("noop", &Selector::All, false, |_, _| {}).await });
     // The background replay reads 20 000 dead letters while holding the lease.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = reqwest::Client::new()
+    let response = sluice_tests::api_client()
         .post(format!("http://{}/v1/dlq/noop/replay", api.info))
         .json(&serde_json::json!({"all": true}))
         .send()

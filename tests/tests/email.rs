@@ -72,7 +72,7 @@ async fn a_templated_welcome_email_arrives_whole_with_a_message_id_from_the_job_
     let env = email_env("smtp://127.0.0.1:1025".into(), Some(welcome_templates())).await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["email"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let accepted = post_json(
         &http,
         &format!("http://{}/v1/jobs/email", api.info),
@@ -206,7 +206,7 @@ async fn jobs_sent_while_the_smtp_server_is_down_retry_and_arrive_once_it_is_bac
     }
 
     let mailpit = OwnMailpit::start(smtp, http_port, temp_dir("mailpit")).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     for id in &ids {
         let done = env
             .wait_for_status(&store, id, Status::Succeeded, Duration::from_secs(60))

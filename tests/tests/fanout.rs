@@ -134,7 +134,7 @@ async fn every_feed_equals_a_direct_computation_from_the_history() {
     };
     let fanout = env.start_fanout().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     // Poll until every feed matches; on timeout, name the first user whose feed does not.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -193,7 +193,7 @@ async fn follow_then_post_through_the_api_lands_in_the_feed_and_unfollow_removes
     let env = TestEnv::new().await;
     let fanout = env.start_fanout().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let follow = http
         .post(format!("{base}/v1/follows"))
@@ -301,7 +301,7 @@ async fn after_1200_posts_a_feed_holds_exactly_the_newest_1000() {
 async fn bad_social_input_gets_400_and_nothing_is_produced() {
     let env = TestEnv::with_config(|c| c.social.max_post_chars = 10).await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let cases: &[(&str, &str, Value, &str)] = &[
         (
@@ -391,7 +391,7 @@ async fn feed_reads_are_cached_and_a_follow_change_invalidates_the_cache() {
         .await;
     let fanout = env.start_fanout().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     eventually("the post in the feed", Duration::from_secs(30), || async {
         (feed_ids(&http, &base, "viewer", 50).await == [post.post_id.clone()]).then_some(())
@@ -452,7 +452,7 @@ async fn a_post_whose_body_is_gone_is_skipped_not_an_error() {
     env.produce_in_order(&topics.posts(), &records).await;
     let fanout = env.start_fanout().await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     eventually(
         "both posts in the feed",

@@ -65,7 +65,7 @@ async fn a_succeeded_job_enqueues_its_follow_up_under_a_derived_id() {
     .await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["greet", "noop"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let submit = |name: &'static str| {
         let (http, url) = (http.clone(), format!("http://{}/v1/jobs/greet", api.info));
         async move {

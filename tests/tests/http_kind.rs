@@ -85,7 +85,7 @@ async fn a_kind_defined_at_run_time_succeeds_retries_and_dead_letters_through_it
     );
     let api = env.start_api().await;
     let worker = env.start_worker(&["greet"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let submit = |name: &'static str| {
         let (http, base) = (http.clone(), base.clone());

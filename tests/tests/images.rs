@@ -124,7 +124,7 @@ async fn an_uploaded_photo_becomes_thumbnails_the_api_serves() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["image"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     // A phone photo: stored 1600 × 1200, displayed 1200 × 1600 (EXIF orientation 6).
@@ -186,7 +186,7 @@ async fn hostile_images_dead_letter_at_once_and_the_worker_moves_on() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["image"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     let photo = photo(640, 480);
@@ -254,7 +254,7 @@ async fn hostile_images_dead_letter_at_once_and_the_worker_moves_on() {
 async fn bad_uploads_are_clear_errors_and_leave_nothing_behind() {
     let env = TestEnv::with_config(|c| c.api.upload_limit_bytes = 100_000).await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let big = photo(2000, 2000);
     assert!(big.len() > 100_000);
@@ -332,7 +332,7 @@ async fn notify_url_gets_a_signed_webhook_with_the_result() {
     let receiver = Receiver::start(vec![]).await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["image", "webhook"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     let form = form(photo(1000, 500), "p.jpg", "image/jpeg").text("notify_url", receiver.url());
@@ -437,7 +437,7 @@ async fn uploads_and_thumbnails_live_in_an_s3_bucket_when_configured() {
     .await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["image"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     // Over one 5 MiB part, so the upload goes to S3 as a multipart upload.

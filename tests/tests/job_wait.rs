@@ -11,7 +11,7 @@ async fn a_waiting_read_answers_when_the_job_is_final_or_the_wait_is_over() {
     let env = TestEnv::new().await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["noop"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let submit = |sleep_ms: u64| {
         let (http, base) = (http.clone(), base.clone());

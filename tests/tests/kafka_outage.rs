@@ -17,7 +17,7 @@ async fn kafka_down_gives_503_within_the_bound_and_kafka_back_works_without_rest
     let bound = Duration::from_secs(3);
     env.config.api.publish_timeout = bound;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let url = format!("http://{}/v1/jobs/noop", api.info);
     // Each request carries its own payload, so what reached Kafka can be told apart.
     let post = |payload: String| {

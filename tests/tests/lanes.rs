@@ -38,7 +38,7 @@ async fn finish_times(http: &reqwest::Client, base: &str, ids: &[String]) -> Vec
 async fn high_jobs_go_past_a_low_backlog_and_low_jobs_still_move() {
     let env = TestEnv::with_config(|c| c.worker.concurrency = 2).await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
 
@@ -96,7 +96,7 @@ async fn a_worker_serves_only_its_lanes_and_a_retry_keeps_its_lane() {
     })
     .await;
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     let jobs = format!("{base}/v1/jobs/noop");
 

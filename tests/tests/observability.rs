@@ -152,7 +152,7 @@ async fn a_real_prometheus_scrapes_every_role_and_sees_jobs_lag_and_dead_letters
     let api = env.start_api().await;
     let worker = env.start_worker(&["webhook", "noop"]).await;
     let fanout = env.start_fanout().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
     for body in [r#"{"payload":"one"}"#, r#"{"payload":"two"}"#] {
         assert_eq!(
@@ -294,7 +294,7 @@ async fn pending_and_lag_rise_while_workers_are_stopped_and_fall_when_they_retur
     worker.stop().await;
 
     let api = env.start_api().await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let stats_url = format!("http://{}/v1/queue/stats", api.info);
     let ids = env
         .publish_jobs("noop", (0..50).map(|i| format!(r#"{{"payload":"{i}"}}"#)))
@@ -372,7 +372,7 @@ async fn one_jobs_log_lines_share_its_trace_id_across_roles_and_retries() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://127.0.0.1:{port}");
     eventually("the api up", Duration::from_secs(30), || async {
         http.get(format!("{base}/healthz"))

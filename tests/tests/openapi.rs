@@ -1,12 +1,13 @@
 //! `GET /openapi.json` describes the whole API, user-defined kinds included: an OpenAPI
 //! validator accepts it, and a schema-driven fuzzer (schemathesis) run against the live api —
-//! on the real broker and Redis — finds no 5xx and no answer that contradicts the document.
+//! on the real broker and Redis, with a token — finds no 5xx, no answer that contradicts the
+//! document, and no operation that declares the bearer scheme yet answers without a token.
 //! Both tools are pinned in `deploy/pytools.sh`, which `make test` runs first.
 
 use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
-use sluice_tests::{get_json, TestEnv, WEBHOOK_SECRET};
+use sluice_tests::{get_json, TestEnv, TEST_TOKEN, WEBHOOK_SECRET};
 
 fn tool(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,7 +98,11 @@ async fn a_schema_driven_fuzzer_finds_no_5xx_and_nothing_contradicting_the_docum
             .args(["run", &format!("{base}/openapi.json")])
             .args([
                 "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
+                // A token with every scope; `ignored_auth` also calls each operation that
+                // declares security without it (and with a wrong one) and wants a 401.
+                "--header",
+                &format!("Authorization: Bearer {TEST_TOKEN}"),
                 "--max-examples",
                 "25",
                 "--seed",

@@ -12,7 +12,7 @@ async fn a_posted_webhook_job_is_delivered_once_correctly_signed_and_succeeds() 
     let receiver = Receiver::start(vec![]).await;
     let api = env.start_api().await;
     let worker = env.start_worker(&["webhook"]).await;
-    let http = reqwest::Client::new();
+    let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
 
     let payload = r#"{"invoice":"inv_1","amount":4200}"#;

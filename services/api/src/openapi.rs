@@ -4,6 +4,7 @@
 
 use apache_avro::{schema::RecordSchema, Schema};
 use serde_json::{json, Map, Value as Json};
+use sluice_core::tokens::Scope;
 use sluice_kinds::Registry;
 
 /// The JSON Schema a JSON value must satisfy to become a value of `schema` (the conversion the
@@ -102,6 +103,39 @@ fn query_param(name: &str, schema: Json, description: &str) -> Json {
     json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
 }
 
+/// The security requirement of an operation that needs a token with `scope` (OpenAPI 3.1 lets a
+/// non-OAuth scheme list the roles it requires).
+fn needs(scope: Scope) -> Json {
+    json!([{"bearer": [scope.as_str()]}])
+}
+
+/// Every operation that needs a token can answer 401, 403 and 429 (the `auth` layer).
+fn add_auth_responses(paths: &mut Map<String, Json>) {
+    let auth = error_responses(&[
+        (
+            "401",
+            "No token, or an unknown one (`WWW-Authenticate: Bearer`)",
+        ),
+        ("403", "The token lacks the operation's scope"),
+        (
+            "429",
+            "The token is over its rate limit (`Retry-After` says when to retry)",
+        ),
+    ]);
+    for operation in paths
+        .values_mut()
+        .filter_map(Json::as_object_mut)
+        .flat_map(|p| p.values_mut())
+    {
+        let secured = operation["security"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        if let (true, Some(responses)) = (secured, operation["responses"].as_object_mut()) {
+            responses.extend(auth.clone());
+        }
+    }
+}
+
 /// The document, for this registry.
 pub fn document(registry: &Registry) -> Json {
     let user_id = json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"});
@@ -153,6 +187,7 @@ pub fn document(registry: &Registry) -> Json {
             format!("/v1/jobs/{}", spec.name),
             json!({"post": {
                 "operationId": format!("enqueue_{}", spec.name.replace('-', "_")),
+                "security": needs(Scope::Publish),
                 "summary": format!("Enqueue a `{}` job (202 once Kafka acknowledged it)", spec.name),
                 "tags": ["jobs"],
                 "requestBody": body(request),
@@ -165,19 +200,19 @@ pub fn document(registry: &Registry) -> Json {
     }
     let kinds: Vec<String> = registry.names();
     let cancel = json!({
-        "operationId": "cancel_job", "tags": ["jobs"],
+        "operationId": "cancel_job", "tags": ["jobs"], "security": needs(Scope::Admin),
         "summary": "Cancel a job that has not started (queued or waiting for a retry)",
         "parameters": [path_param("job_id", json!({"type": "string"}))],
         "responses": responses(("200", "Cancelled: workers skip it", json!({"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["cancelled"]}}})), &[("404", "Unknown or expired job"), ("409", "The job started or finished already (the message names its status)"), ("503", "Job status or Kafka unavailable; nothing was cancelled")]),
     });
     paths.insert("/v1/jobs/{job_id}".into(), json!({"delete": cancel, "get": {
-        "operationId": "get_job", "tags": ["jobs"],
+        "operationId": "get_job", "tags": ["jobs"], "security": needs(Scope::Read),
         "summary": "A job's status; with `wait`, once it is final or the wait is over",
         "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
         "responses": responses(("200", "The job's status", json!({"$ref": "#/components/schemas/JobStatus"})), &[("400", "Bad `wait`"), ("404", "Unknown or expired job"), ("503", "Job status unavailable")]),
     }}));
     paths.insert("/v1/dlq/{kind}".into(), json!({"get": {
-        "operationId": "list_dead_letters", "tags": ["dead letters"],
+        "operationId": "list_dead_letters", "tags": ["dead letters"], "security": needs(Scope::Read),
         "parameters": [
             path_param("kind", json!({"type": "string", "enum": kinds})),
             query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 10000}), "At most this many"),
@@ -188,14 +223,14 @@ pub fn document(registry: &Registry) -> Json {
         "responses": responses(("200", "Dead letters, oldest first", json!({"type": "object", "required": ["kind", "dead_letters"], "properties": {"kind": {"type": "string"}, "dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}})), &[("400", "Bad query"), ("404", "Unknown kind"), ("503", "The DLQ cannot be read right now")]),
     }}));
     paths.insert("/v1/dlq/{kind}/replay".into(), json!({"post": {
-        "operationId": "replay_dead_letters", "tags": ["dead letters"],
+        "operationId": "replay_dead_letters", "tags": ["dead letters"], "security": needs(Scope::Admin),
         "parameters": [path_param("kind", json!({"type": "string", "enum": registry.names()}))],
         "requestBody": body(json!({"type": "object", "additionalProperties": false, "description": "Exactly one of offset, job_id, error_class, all", "properties": {
             "offset": {"type": "string"}, "job_id": {"type": "string"}, "error_class": {"type": "string"}, "all": {"type": "boolean"}, "dry_run": {"type": "boolean"}}})),
         "responses": responses(("200", "What was (or would be) sent back", json!({"type": "object", "required": ["kind", "dry_run", "replayed"], "properties": {"kind": {"type": "string"}, "dry_run": {"type": "boolean"}, "replayed": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}})), &[("400", "No or several selectors"), ("404", "Unknown kind or offset"), ("409", "Another replay of the kind is running"), ("503", "The DLQ cannot be read right now")]),
     }}));
     paths.insert("/v1/posts".into(), json!({"post": {
-        "operationId": "create_post", "tags": ["feeds"],
+        "operationId": "create_post", "tags": ["feeds"], "security": needs(Scope::Publish),
         "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["author_id", "text"], "properties": {"author_id": user_id, "text": {"type": "string", "minLength": 1}}})),
         "responses": responses(("202", "Accepted", json!({"type": "object", "required": ["post_id", "created_at"], "properties": {"post_id": {"type": "string"}, "created_at": {"type": "integer"}}})), &[("400", "Bad author or text"), ("503", "Kafka did not acknowledge in time")]),
     }}));
@@ -203,6 +238,7 @@ pub fn document(registry: &Registry) -> Json {
         "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["follower_id", "followee_id"], "properties": {"follower_id": user_id, "followee_id": user_id}})),
         "responses": responses(("202", "Accepted", json!({"type": "object", "properties": {"status": {"type": "string"}}})), &[("400", "Bad ids, or following oneself"), ("503", "Kafka did not acknowledge in time")]),
         "tags": ["feeds"],
+        "security": needs(Scope::Publish),
     });
     let mut follow_post = follow.clone();
     follow_post["operationId"] = "follow".into();
@@ -213,16 +249,16 @@ pub fn document(registry: &Registry) -> Json {
         json!({"post": follow_post, "delete": follow_delete}),
     );
     paths.insert("/v1/feed/{user_id}".into(), json!({"get": {
-        "operationId": "read_feed", "tags": ["feeds"],
+        "operationId": "read_feed", "tags": ["feeds"], "security": needs(Scope::Read),
         "parameters": [path_param("user_id", json!({"type": "string"})), query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 200}), "Posts to return (default 50)")],
         "responses": responses(("200", "Newest first", json!({"type": "object", "required": ["user_id", "posts"], "properties": {"user_id": {"type": "string"}, "posts": {"type": "array", "items": {"type": "object", "required": ["post_id", "author_id", "text", "created_at"], "properties": {"post_id": {"type": "string"}, "author_id": {"type": "string"}, "text": {"type": "string"}, "created_at": {"type": "integer"}}}}}})), &[("400", "Bad user id or limit"), ("503", "Feeds unavailable")]),
     }}));
     paths.insert("/v1/queue/stats".into(), json!({"get": {
-        "operationId": "queue_stats", "tags": ["operations"],
+        "operationId": "queue_stats", "tags": ["operations"], "security": needs(Scope::Read),
         "responses": responses(("200", "Pending, failed, workers, per kind and topic", json!({"type": "object", "required": ["pending", "failed", "workers", "kinds", "topics"], "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}, "workers": {"type": "integer"}, "kinds": {"type": "object"}, "topics": {"type": "object"}, "collected_at": {"type": "integer"}}})), &[("503", "Queue health cannot be read right now")]),
     }}));
     paths.insert("/v1/uploads/images".into(), json!({"post": {
-        "operationId": "upload_image", "tags": ["uploads"],
+        "operationId": "upload_image", "tags": ["uploads"], "security": needs(Scope::Publish),
         "summary": "Store an image and enqueue its thumbnails (202 once Kafka holds the `image` job)",
         "description": "The image is a multipart form field `file`, or the raw body with any content type: its type is judged from its first bytes (JPEG, PNG, WebP, GIF), never from a file name or header. It is streamed to storage, never held whole.",
         "parameters": [query_param("notify_url", json!({"type": "string"}), "Where a signed `image.processed` webhook goes once the thumbnails are stored (also a form field)")],
@@ -238,7 +274,7 @@ pub fn document(registry: &Registry) -> Json {
         ),
     }}));
     paths.insert("/v1/uploads/images/{job_id}".into(), json!({"get": {
-        "operationId": "get_upload", "tags": ["uploads"],
+        "operationId": "get_upload", "tags": ["uploads"], "security": needs(Scope::Read),
         "summary": "An upload's job status and, once it succeeded, its original and variants",
         "parameters": [path_param("job_id", json!({"type": "string"})), query_param("wait", json!({"type": "string"}), "`10s`, `500ms` or seconds; at most 30 s")],
         "responses": responses(("200", "The upload", json!({"type": "object", "required": ["job_id", "status", "attempts", "variants"], "properties": {
@@ -274,17 +310,18 @@ pub fn document(registry: &Registry) -> Json {
         json!({"description": "The stored object, read-only", "content": file_content}),
     );
     paths.insert("/files/{key}".into(), json!({"get": {
-        "operationId": "get_file", "tags": ["uploads"],
+        "operationId": "get_file", "tags": ["uploads"], "security": [],
         "summary": "A stored object (upload or thumbnail): the default `storage.public_url`",
         "parameters": [path_param("key", json!({"type": "string", "description": "Storage key, e.g. images/<job id>/800.jpg"}))],
         "responses": file_responses,
     }}));
-    paths.insert("/healthz".into(), json!({"get": {"operationId": "healthz", "tags": ["operations"], "responses": {"200": {"description": "The process runs", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
-    paths.insert("/readyz".into(), json!({"get": {"operationId": "readyz", "tags": ["operations"], "responses": {
+    paths.insert("/healthz".into(), json!({"get": {"operationId": "healthz", "tags": ["operations"], "security": [], "responses": {"200": {"description": "The process runs", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    paths.insert("/readyz".into(), json!({"get": {"operationId": "readyz", "tags": ["operations"], "security": [], "responses": {
         "200": {"description": "Kafka and Redis answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
         "503": {"description": "Kafka or Redis does not answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}}));
-    paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics", "tags": ["operations"], "responses": {"200": {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}));
-    paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "tags": ["operations"], "responses": {"200": {"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    paths.insert("/metrics".into(), json!({"get": {"operationId": "metrics", "tags": ["operations"], "security": [], "responses": {"200": {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}));
+    paths.insert("/openapi.json".into(), json!({"get": {"operationId": "openapi", "tags": ["operations"], "security": [], "responses": {"200": {"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    add_auth_responses(&mut paths);
 
     json!({
         "openapi": "3.1.0",
@@ -294,27 +331,33 @@ pub fn document(registry: &Registry) -> Json {
             "description": "Accepts jobs in milliseconds (202 once Kafka holds them), reports their status and results, inspects and replays dead letters, and serves follower feeds.",
         },
         "paths": paths,
-        "components": {"schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
-            "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
-                "job_id": {"type": "string"}, "kind": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
-                "attempts": {"type": "integer", "minimum": 0},
-                "last_error": {"type": ["string", "null"]},
-                "result": {"description": "What the handler returned (JSON), or null"},
-                "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
-                "updated_at": {"type": "integer"}}},
-            "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
-                "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
-                "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
-                "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
-            "StoredObject": {"type": "object", "required": ["key", "url", "content_type", "bytes"], "properties": {
-                "key": {"type": "string"}, "url": {"type": "string"}, "content_type": {"type": "string"},
-                "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
-                "max_side": {"type": "integer", "description": "The box a variant was fit into"}}},
-            "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
-        }},
+        "components": {
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token (`sk_sluice_…`, made by `sluice tokens new`). Each operation lists the scope its token needs: publish, read or admin.",
+            }},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
+                "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
+                    "job_id": {"type": "string"}, "kind": {"type": "string"},
+                    "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "last_error": {"type": ["string", "null"]},
+                    "result": {"description": "What the handler returned (JSON), or null"},
+                    "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
+                    "updated_at": {"type": "integer"}}},
+                "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
+                    "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
+                    "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["pending", "replayed", "purged"]}}},
+                "StoredObject": {"type": "object", "required": ["key", "url", "content_type", "bytes"], "properties": {
+                    "key": {"type": "string"}, "url": {"type": "string"}, "content_type": {"type": "string"},
+                    "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                    "max_side": {"type": "integer", "description": "The box a variant was fit into"}}},
+                "Readiness": {"type": "object", "required": ["kafka", "redis"], "properties": {"kafka": {"type": "string", "enum": ["ok", "unreachable"]}, "redis": {"type": "string", "enum": ["ok", "unreachable"]}}},
+            },
+        },
     })
 }
 
@@ -338,5 +381,44 @@ mod tests {
             "every noop field has a default"
         );
         assert_eq!(noop["properties"]["key"]["type"], "string");
+    }
+
+    #[test]
+    fn every_v1_operation_names_its_scope_and_its_auth_answers() {
+        let registry = Registry::load(&sluice_core::Config::default()).unwrap();
+        let doc = document(&registry);
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let security = operation["security"].as_array().unwrap_or_else(|| {
+                    panic!("{method} {path} declares no security (`needs(…)` or `[]`)")
+                });
+                let open = [
+                    "/healthz",
+                    "/readyz",
+                    "/metrics",
+                    "/openapi.json",
+                    "/files/{key}",
+                ];
+                // Incoming webhooks are signed by their senders instead.
+                let open = open.contains(&path.as_str()) || path.starts_with("/v1/hooks/");
+                assert_eq!(security.is_empty(), open, "{method} {path}");
+                if !security.is_empty() {
+                    for code in ["401", "403", "429"] {
+                        assert!(
+                            operation["responses"][code].is_object(),
+                            "{method} {path} {code}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            doc["paths"]["/v1/jobs/{job_id}"]["delete"]["security"],
+            json!([{"bearer": ["admin"]}])
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct Shared {
     pub queue_metrics: crate::queue::QueueMetrics,
     /// Requests waiting for a job's final status.
     pub waiters: crate::wait::JobWaiters,
+    /// The bearer tokens of `/v1`.
+    pub auth: Arc<crate::auth::Tokens>,
     /// `GET /openapi.json`, rendered once at start.
     pub openapi: String,
 }

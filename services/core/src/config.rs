@@ -151,6 +151,14 @@ pub struct ApiConfig {
     /// metrics. Default 15 s, one Prometheus scrape interval.
     #[serde(with = "humantime_serde")]
     pub queue_stats_interval: Duration,
+    /// Where the api serves `/metrics` (and `/healthz`) instead of on `listen`: a port only
+    /// Prometheus can reach, since `/metrics` needs no token and tells about the traffic.
+    /// Default: none, `/metrics` on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The bearer tokens every `/v1` call needs, by name: `[api.tokens.<name>]` with the
+    /// token's `sha256`, its `scopes` and an optional `rate`/`burst` (see `tokens`); `sluice
+    /// tokens new` makes one. Default: none, and then every `/v1` call answers 401.
+    pub tokens: BTreeMap<String, crate::tokens::TokenConfig>,
 }
 
 impl Default for ApiConfig {
@@ -161,6 +169,8 @@ impl Default for ApiConfig {
             upload_limit_bytes: 25 * 1024 * 1024,
             publish_timeout: Duration::from_secs(5),
             queue_stats_interval: Duration::from_secs(15),
+            metrics_listen: None,
+            tokens: BTreeMap::new(),
         }
     }
 }
@@ -325,7 +335,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid {
+        key: std::borrow::Cow<'static, str>,
+        problem: String,
+    },
 }
 
 impl Config {
@@ -366,7 +379,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: std::borrow::Cow::Borrowed(key),
                 problem: problem.to_owned(),
             })
         };
@@ -410,6 +423,12 @@ impl Config {
         if self.api.upload_limit_bytes == 0 {
             return invalid("api.upload_limit_bytes", "must be at least 1");
         }
+        if let Some((key, problem)) = crate::tokens::problem(&self.api.tokens) {
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                problem,
+            });
+        }
         if self.storage.url.trim().is_empty() {
             return invalid("storage.url", "must not be empty");
         }
@@ -432,9 +451,9 @@ impl Config {
         if let Some((key, problem)) = plan.problem() {
             return Err(ConfigError::Invalid {
                 key: if key == "tiers" {
-                    "retry.tiers"
+                    "retry.tiers".into()
                 } else {
-                    "retry.timeout"
+                    "retry.timeout".into()
                 },
                 problem: problem.to_owned(),
             });
@@ -480,11 +499,21 @@ mod tests {
         std::env::set_var("SLUICE__RETRY__TIERS", "1s,5s");
         std::env::set_var("SLUICE__RETRY__JITTER", "false");
         std::env::set_var("SLUICE__WORKER__CONCURRENCY", "7");
+        let hash = crate::tokens::sha256_hex("sk_sluice_env");
+        std::env::set_var("SLUICE__API__TOKENS__CI__SHA256", &hash);
+        std::env::set_var("SLUICE__API__TOKENS__CI__SCOPES", "publish,read");
+        std::env::set_var("SLUICE__API__TOKENS__CI__RATE", "20");
+        // Not a configuration key: the CLI's token, beside the `SLUICE__` prefix.
+        std::env::set_var("SLUICE_TOKEN", "sk_sluice_env");
         let config = Config::load(None);
         for key in [
             "SLUICE__RETRY__TIERS",
             "SLUICE__RETRY__JITTER",
             "SLUICE__WORKER__CONCURRENCY",
+            "SLUICE__API__TOKENS__CI__SHA256",
+            "SLUICE__API__TOKENS__CI__SCOPES",
+            "SLUICE__API__TOKENS__CI__RATE",
+            "SLUICE_TOKEN",
         ] {
             std::env::remove_var(key);
         }
@@ -498,6 +527,38 @@ mod tests {
         );
         assert!(!config.retry.jitter);
         assert_eq!(config.worker.concurrency, 7);
+        let ci = &config.api.tokens["ci"];
+        assert_eq!(ci.sha256, hash);
+        assert_eq!(
+            ci.scopes,
+            vec![crate::tokens::Scope::Publish, crate::tokens::Scope::Read]
+        );
+        assert_eq!(ci.rate, Some(20));
+    }
+
+    #[test]
+    fn token_tables_are_checked_at_start_naming_the_key() {
+        let hash = crate::tokens::sha256_hex("sk_sluice_x");
+        let config = Config::from_toml(&format!(
+            "[api.tokens.ci]\nsha256 = \"{hash}\"\nscopes = [\"publish\", \"admin\"]\nrate = 5\nburst = 10"
+        ))
+        .unwrap();
+        assert_eq!(config.api.tokens["ci"].burst, Some(10));
+        let bad_hex =
+            Config::from_toml("[api.tokens.ci]\nsha256 = \"xyz\"\nscopes = \"read\"").unwrap_err();
+        assert!(
+            bad_hex.to_string().contains("api.tokens.ci.sha256"),
+            "{bad_hex}"
+        );
+        let bad_scope = Config::from_toml(&format!(
+            "[api.tokens.ci]\nsha256 = \"{hash}\"\nscopes = \"read,root\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad_scope.contains("unknown scope `root`") && bad_scope.contains("api.tokens.ci"),
+            "{bad_scope}"
+        );
     }
 
     #[test]

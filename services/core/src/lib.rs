@@ -18,6 +18,7 @@ pub mod shutdown;
 pub mod status;
 pub mod status_writer;
 pub mod telemetry;
+pub mod tokens;
 pub mod topics;
 
 pub use config::Config;

@@ -67,6 +67,11 @@ pub enum Command {
     Config,
     /// Print every schema version sluice reads, with the fingerprint its records carry.
     Schemas,
+    /// Make API tokens: every `/v1` call needs one (`Authorization: Bearer <token>`).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Manage the topics sluice uses.
     Topics {
         #[command(subcommand)]
@@ -114,6 +119,33 @@ pub struct PublishArgs {
     /// Run every job at this time (RFC 3339 or ms since the epoch), unless a job gives its own.
     #[arg(long)]
     pub run_at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Print a new random token, once, and the configuration (its SHA-256 and scopes) that
+    /// makes the api accept it.
+    New(NewTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewTokenArgs {
+    /// Its name in `[api.tokens.<name>]` (and in logs): a-z, 0-9, `_`, `-`.
+    #[arg(long)]
+    pub name: String,
+    /// What it may do: publish, read, admin. Repeat it or separate with commas.
+    #[arg(long = "scope", required = true, value_delimiter = ',')]
+    pub scopes: Vec<sluice_core::tokens::Scope>,
+    /// Requests per second it may make on average (429 beyond). Default: no limit.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Requests it may make at once before `--rate` applies. Default: `--rate`.
+    #[arg(long, requires = "rate")]
+    pub burst: Option<u32>,
+    /// Print shell assignments instead: `SLUICE_TOKEN=…` and the `SLUICE__API__TOKENS__…`
+    /// variables, for `eval` (`make run` does).
+    #[arg(long)]
+    pub env: bool,
 }
 
 #[derive(Debug, Subcommand)]

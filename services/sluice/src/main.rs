@@ -6,6 +6,7 @@ mod endpoints;
 mod publish;
 mod schedules;
 mod stats;
+mod tokens;
 mod topics;
 
 use std::{process::ExitCode, sync::Arc};
@@ -16,7 +17,7 @@ use sluice_core::Config;
 use sluice_kinds::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, EndpointsCommand, TopicsCommand};
+use crate::cli::{Cli, Command, EndpointsCommand, TokensCommand, TopicsCommand};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -96,6 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config => println!("{}", serde_json::to_string_pretty(&*config)?),
         Command::Dlq { command } => return dlq::run(&config, registry, command).await,
         Command::Stats { json, watch } => stats::run(&config, registry, json, watch).await?,
+        Command::Tokens {
+            command: TokensCommand::New(args),
+        } => tokens::new(&args)?,
         Command::Topics {
             command: TopicsCommand::Ensure,
         } => topics::ensure(&config, &registry).await?,
