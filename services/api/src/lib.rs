@@ -5,6 +5,7 @@ mod dlq;
 mod error;
 mod files;
 mod health;
+mod hooks;
 mod jobs;
 mod metrics;
 pub mod openapi;
@@ -55,6 +56,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/uploads/images/{job_id}", get(uploads::get))
         .route("/files/{*key}", get(files::get))
+        // Incoming webhooks are authenticated by their signatures, not by API tokens.
+        .route("/v1/hooks/{source}", post(hooks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -90,6 +93,8 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
     let stats = sluice_stats::StatsReader::new(&config, registry.clone())
         .context("creating the queue-health reader")?;
     let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
+    let hooks = hooks::Hooks::load(&config, &registry, status.connection(), &metrics.registry)
+        .context("checking [hooks]")?;
     let storage =
         sluice_storage::Storage::open(&config.storage).context("opening object storage")?;
     tracing::info!(
@@ -101,6 +106,7 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
         stats: Arc::new(stats),
         queue_metrics,
         waiters: wait::JobWaiters::default(),
+        hooks,
         openapi: openapi::document(&registry).to_string(),
         graph,
         dlq,

@@ -29,6 +29,8 @@ pub struct Shared {
     pub queue_metrics: crate::queue::QueueMetrics,
     /// Requests waiting for a job's final status.
     pub waiters: crate::wait::JobWaiters,
+    /// `[hooks.<source>]`: the verifiers of incoming webhooks.
+    pub hooks: crate::hooks::Hooks,
     /// `GET /openapi.json`, rendered once at start.
     pub openapi: String,
 }

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod config;
 pub mod delays;
 pub mod headers;
+pub mod hooks;
 pub mod json;
 pub mod kafka;
 pub mod kafka_stats;
