@@ -194,7 +194,8 @@ async fn signed_events_are_enqueued_exactly_once_and_bad_requests_enqueue_nothin
 
     // Twenty copies of one event at once: each is answered 200, or 503 with Retry-After while
     // another copy is being produced; a sender's retry of those finds it done.
-    let race = (0..20).map(|_| post(&http, &url("stripe"), &signed[4], &bodies[4]));
+    let stripe_url = url("stripe");
+    let race = (0..20).map(|_| post(&http, &stripe_url, &signed[4], &bodies[4]));
     let answers = futures::future::join_all(race).await;
     let mut accepted = 0;
     for (status, body, retry_after) in &answers {
