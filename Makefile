@@ -8,7 +8,7 @@ SLUICE_RELEASE := target/release/sluice
 # A development-only signing secret for `make run`; production sets SLUICE__KINDS__WEBHOOK__SECRET.
 DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 
-.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority bench-hooks
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,3 +77,6 @@ bench-images: ## thumbnails/s per core vs ImageMagick's -thumbnail on 4000x3000 
 
 bench-priority: ## high jobs past 100 000 queued low ones: publish->start p50/p99 vs FIFO, low jobs/s kept
 	@deploy/bench/priority.sh
+
+bench-hooks: ## verified Stripe webhooks/s (vs noop jobs through the same api) and p99 at 1 000 req/s
+	@deploy/bench/hooks.sh
