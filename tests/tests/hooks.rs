@@ -220,7 +220,9 @@ async fn signed_events_are_enqueued_exactly_once_and_bad_requests_enqueue_nothin
     let mut no_delivery = github_headers("d-3", github_body, GITHUB);
     no_delivery.remove("X-GitHub-Delivery");
     let oversized = stripe_body(&"x".repeat(70 * 1024));
-    let cases: Vec<(&str, &BTreeMap<String, String>, &str, u16, &str)> = vec![
+    // (source, headers, body, status, part of the error)
+    type Case<'a> = (&'a str, &'a BTreeMap<String, String>, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("stripe", &signed[3], &bodies[3], 401, "invalid signature"),
         ("stripe", &signed[0], &tampered, 401, "invalid signature"),
         (
