@@ -4,7 +4,8 @@
 //! concurrent repeats included, answered 200 without a second record — while forged, tampered,
 //! expired, unsigned and malformed requests, unknown sources and oversized bodies get their
 //! status and enqueue nothing; with Kafka unreachable the answer is 503 and the event's claim is
-//! released, so the sender's retry is accepted.
+//! released, so the sender's retry is accepted; with `[kinds.hook] url` the worker forwards an
+//! event to an endpoint, raw body intact.
 
 use std::{
     collections::BTreeMap,
@@ -395,4 +396,56 @@ async fn a_bad_hooks_table_stops_the_start_naming_the_key() {
         .expect("the start fails");
     let message = format!("{error:#}");
     assert!(message.contains("hooks.stripe.kind"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_event_reaches_your_endpoint_through_the_hook_kind() {
+    let receiver = sluice_tests::receiver::Receiver::start(vec![]).await;
+    let url = receiver.url();
+    let env = TestEnv::with_config(|config| {
+        declare_sources(config);
+        let hook = config.kinds.entry("hook".into()).or_default();
+        hook.insert("url".into(), url.into());
+        hook.insert("secret".into(), sluice_tests::WEBHOOK_SECRET.into());
+    })
+    .await;
+    let api = env.start_api().await;
+    let worker = env.start_worker(&["hook"]).await;
+    let http = reqwest::Client::new();
+    let body = stripe_body("evt_forwarded");
+    let signed = sign_with_libraries(&json!([
+        {"scheme": "stripe", "secret": STRIPE_OLD, "body": body, "timestamp": now()},
+    ]));
+    let hooks_url = format!("http://{}/v1/hooks/stripe", api.info);
+    let (status, _, _) = post(&http, &hooks_url, &signed[0], &body).await;
+    assert_eq!(status, 200);
+
+    let request =
+        sluice_tests::eventually("the event at the endpoint", Duration::from_secs(30), || {
+            let requests = receiver.requests();
+            async move { requests.into_iter().next() }
+        })
+        .await;
+    let header = |name: &str| request.headers[name].to_str().unwrap().to_owned();
+    // Signed by sluice with the kind's own secret: the endpoint never needs Stripe's.
+    let expected = sluice_tests::webhook_signature(
+        "hook-stripe-evt_forwarded",
+        &header("webhook-timestamp"),
+        &request.body,
+    );
+    assert_eq!(header("webhook-signature"), expected);
+    let job: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(job["job_id"], "hook-stripe-evt_forwarded");
+    assert_eq!(job["kind"], "hook");
+    let record = &job["record"];
+    assert_eq!(record["source"], "stripe");
+    assert_eq!(record["event_id"], "evt_forwarded");
+    let raw = BASE64.decode(record["body"].as_str().unwrap()).unwrap();
+    assert_eq!(raw, body.as_bytes());
+    assert_eq!(
+        record["headers"]["stripe-signature"],
+        signed[0]["Stripe-Signature"]
+    );
+    worker.stop().await;
+    api.stop().await;
 }

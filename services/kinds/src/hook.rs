@@ -6,7 +6,8 @@
 //! in any language handles Stripe or GitHub events without holding their secrets. Without them
 //! an event succeeds at once: it stays in `jobs.hook` for as long as the topic keeps it, for any
 //! consumer group of your own. To route sources to different consumers, declare kinds of your
-//! own whose schema is a copy of the envelope and name them in `[hooks.<source>] kind`.
+//! own whose schema is a copy of the envelope (under another record name: an exact copy has the
+//! same fingerprint) and name them in `[hooks.<source>] kind`.
 
 use std::sync::Arc;
 

@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_of_your_own_with_a_copy_of_the_envelope_is_a_target() {
+        let dir = std::env::temp_dir().join(format!("sluice-hooks-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("billing")).unwrap();
+        let envelope = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/hook/v1.avsc");
+        // Its own record name: schemas are told apart by fingerprint, so an exact copy of
+        // hook/v1.avsc would be refused as a duplicate.
+        let copy = std::fs::read_to_string(envelope)
+            .unwrap()
+            .replace(r#""name": "Hook""#, r#""name": "BillingEvent""#);
+        std::fs::write(dir.join("billing/v1.avsc"), copy).unwrap();
+        let toml = format!(
+            "[schemas]\ndir = {:?}\n[kinds.billing]\nhandler = \"http\"\nurl = \"http://billing:8000/events\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+             [hooks.stripe]\nscheme = \"stripe\"\nsecret = \"whsec_x\"\nkind = \"billing\"",
+            dir.display().to_string()
+        );
+        let loaded = load_toml(&toml);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(loaded.unwrap()["stripe"].kind, "billing");
+    }
+
+    #[test]
     fn secrets_are_never_printed() {
         let config = sluice_core::Config::from_toml(
             "[hooks.a]\nscheme = \"github\"\nsecret = [\"s3cr3t-one\", \"s3cr3t-two\"]",
