@@ -157,6 +157,7 @@ async fn signed_events_are_enqueued_exactly_once_and_bad_requests_enqueue_nothin
         stripe_body("evt_expired"),
         stripe_body("evt_forged"),
         stripe_body("evt_race"),
+        stripe_body(&"e".repeat(300)),
     ];
     let standard_body = r#"{"type":"user.created","data":{"id":"u_1"}}"#;
     let signed = sign_with_libraries(&json!([
@@ -167,6 +168,7 @@ async fn signed_events_are_enqueued_exactly_once_and_bad_requests_enqueue_nothin
         {"scheme": "stripe", "secret": STRIPE_NEW, "body": bodies[4], "timestamp": t},
         {"scheme": "standard", "secret": STANDARD, "body": standard_body, "timestamp": t, "id": "msg_1"},
         {"scheme": "standard", "secret": STANDARD, "body": standard_body, "timestamp": t - 600, "id": "msg_old"},
+        {"scheme": "stripe", "secret": STRIPE_NEW, "body": bodies[5], "timestamp": t},
     ]));
 
     // Accepted, then a repeat: 200 both times, one record.
@@ -241,6 +243,13 @@ async fn signed_events_are_enqueued_exactly_once_and_bad_requests_enqueue_nothin
             "outside the tolerance",
         ),
         ("stripe", &malformed, &bodies[0], 400, "Unix time"),
+        (
+            "stripe",
+            &signed[7],
+            &bodies[5],
+            400,
+            "event id must be 1-256 bytes",
+        ),
         (
             "std",
             stale_std,

@@ -124,11 +124,6 @@ impl Hooks {
             claims,
         })
     }
-
-    /// The configured source names.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(String::as_str)
-    }
 }
 
 /// What a request came to; each is one value of the metric's `outcome` label.
@@ -155,6 +150,9 @@ impl Answer {
         }
     }
 }
+
+/// Longer event ids are refused (every sender's are far shorter).
+const MAX_EVENT_ID_BYTES: usize = 256;
 
 /// Senders retry a 503 after this many seconds (they all retry non-2xx answers anyway).
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -240,6 +238,12 @@ async fn answer(
         return Answer::Refused(refusal);
     }
     let event_id = match hook.verifier.event_id(headers, &body) {
+        // It becomes part of a Redis key and of the job id.
+        Ok(Some(id)) if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES => {
+            return Answer::Refused(Refusal::Malformed(format!(
+                "the event id must be 1-{MAX_EVENT_ID_BYTES} bytes"
+            )))
+        }
         Ok(id) => id,
         Err(refusal) => return Answer::Refused(refusal),
     };
