@@ -11,7 +11,7 @@ DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 # here (git-ignored) so it stays the same from one run to the next.
 DEV_TOKEN_FILE := .cache/dev-token.env
 
-.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority bench-hooks
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -90,3 +90,6 @@ bench-images: ## thumbnails/s per core vs ImageMagick's -thumbnail on 4000x3000 
 
 bench-priority: ## high jobs past 100 000 queued low ones: publish->start p50/p99 vs FIFO, low jobs/s kept
 	@deploy/bench/priority.sh
+
+bench-hooks: ## verified Stripe webhooks/s (vs noop jobs through the same api) and p99 at 1 000 req/s
+	@deploy/bench/hooks.sh

@@ -6,6 +6,7 @@ mod dlq;
 mod error;
 mod files;
 mod health;
+mod hooks;
 mod jobs;
 mod metrics;
 pub mod openapi;
@@ -72,6 +73,8 @@ pub fn app(state: AppState) -> Router {
     // (their keys hold an unguessable job id; README "API tokens").
     let mut open = Router::new()
         .route("/files/{*key}", get(files::get))
+        // Incoming webhooks are authenticated by their signatures, not by API tokens.
+        .route("/v1/hooks/{source}", post(hooks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi));
@@ -119,6 +122,8 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
     let stats = sluice_stats::StatsReader::new(&config, registry.clone())
         .context("creating the queue-health reader")?;
     let queue_metrics = queue::QueueMetrics::new(&metrics.registry);
+    let hooks = hooks::Hooks::load(&config, &registry, status.connection(), &metrics.registry)
+        .context("checking [hooks]")?;
     let storage =
         sluice_storage::Storage::open(&config.storage).context("opening object storage")?;
     tracing::info!(
@@ -138,6 +143,7 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
         stats: Arc::new(stats),
         queue_metrics,
         waiters: wait::JobWaiters::default(),
+        hooks,
         openapi: openapi::document(&registry).to_string(),
         graph,
         dlq,

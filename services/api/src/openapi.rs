@@ -286,6 +286,20 @@ pub fn document(registry: &Registry) -> Json {
             "variants": {"type": "array", "items": {"$ref": "#/components/schemas/StoredObject"}}}})),
             &[("400", "Bad `wait`"), ("404", "No such upload"), ("503", "Job status unavailable")]),
     }}));
+    paths.insert("/v1/hooks/{source}".into(), json!({"post": {
+        "operationId": "receive_webhook", "tags": ["webhooks"],
+        "summary": "An incoming webhook from a `[hooks.<source>]` sender (200 once Kafka holds its job)",
+        "description": "Authenticated by the sender's signature (scheme `stripe`, `standard`, `github` or `hmac`), checked on the raw bytes, not by an API token. A repeat of an event id seen within the source's tolerance is answered 200 without being enqueued again.",
+        "parameters": [path_param("source", json!({"type": "string"}))],
+        "requestBody": {"required": true, "content": {
+            "application/json": {"schema": {}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": responses(
+            ("200", "Kafka holds the event's job (or already did)", json!({"type": "object", "required": ["status", "job_id"], "properties": {
+                "status": {"type": "string", "enum": ["accepted", "duplicate"]}, "job_id": {"type": "string"}}})),
+            &[("400", "A malformed signature header, or a signed body without its event id"), ("401", "Missing or invalid signature, or a signed timestamp outside the tolerance"), ("404", "Unknown source"), ("413", "Body over api.body_limit_bytes"), ("503", "Kafka cannot take it now, or the same event is being enqueued by another request; retry after `Retry-After`")],
+        ),
+    }}));
     let file_content: Map<String, Json> = [
         "image/jpeg",
         "image/png",

@@ -31,6 +31,8 @@ pub struct Shared {
     pub waiters: crate::wait::JobWaiters,
     /// The bearer tokens of `/v1`.
     pub auth: Arc<crate::auth::Tokens>,
+    /// `[hooks.<source>]`: the verifiers of incoming webhooks.
+    pub hooks: crate::hooks::Hooks,
     /// `GET /openapi.json`, rendered once at start.
     pub openapi: String,
 }

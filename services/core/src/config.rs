@@ -44,6 +44,9 @@ pub struct Config {
     pub schedules: Vec<crate::schedules::ScheduleConfig>,
     /// The scheduler role (see `schedules`).
     pub scheduler: crate::schedules::SchedulerConfig,
+    /// Incoming webhooks: `[hooks.<source>]` tables, each served at `POST /v1/hooks/<source>`
+    /// (see `hooks`). Default: none.
+    pub hooks: BTreeMap<String, crate::hooks::HookConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]

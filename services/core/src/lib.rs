@@ -6,6 +6,7 @@ pub mod config;
 pub mod delays;
 pub mod endpoints;
 pub mod headers;
+pub mod hooks;
 pub mod json;
 pub mod kafka;
 pub mod kafka_stats;

@@ -1,11 +1,12 @@
 //! Job kinds: the registry every role reads (`registry`), the extension point a kind implements
 //! (`kind::HandlerType`), what a handler is given and answers (`handler`), one file per built-in
-//! kind (`noop`, `webhook`, `email`, `image`), the handler types of kinds users define (`http`,
+//! kind (`noop`, `webhook`, `email`, `image`, `hook`), the handler types of kinds users define (`http`,
 //! and `custom` for typed Rust handlers in a worker binary of your own, `typed`), and JSON documents made into records (`prepare`).
 
 pub mod custom;
 pub mod email;
 pub mod handler;
+pub mod hook;
 pub mod http;
 pub mod image;
 pub mod kind;

@@ -26,6 +26,7 @@ pub static HANDLER_TYPES: &[&dyn HandlerType] = &[
     &crate::webhook::Webhook,
     &crate::email::Email,
     &crate::image::Image,
+    &crate::hook::Hook,
     &crate::http::Http,
     &crate::custom::Custom,
 ];

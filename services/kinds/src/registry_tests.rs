@@ -43,7 +43,10 @@ fn error(config: &Config) -> String {
 #[test]
 fn the_built_in_kinds_are_there_with_no_configuration() {
     let registry = Registry::load(&Config::default()).unwrap();
-    assert_eq!(registry.names(), ["email", "image", "noop", "webhook"]);
+    assert_eq!(
+        registry.names(),
+        ["email", "hook", "image", "noop", "webhook"]
+    );
     assert!(registry.kinds().all(|k| k.is_built_in()));
 }
 
@@ -191,7 +194,10 @@ fn schema_problems_name_the_file() {
 fn the_repository_schemas_folder_as_schemas_dir_is_the_built_in_schemas_again() {
     let repo_schemas = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
     let registry = Registry::load(&config(Some(repo_schemas), json!({}))).unwrap();
-    assert_eq!(registry.names(), ["email", "image", "noop", "webhook"]);
+    assert_eq!(
+        registry.names(),
+        ["email", "hook", "image", "noop", "webhook"]
+    );
 }
 
 #[test]
