@@ -287,7 +287,7 @@ pub fn document(registry: &Registry) -> Json {
             &[("400", "Bad `wait`"), ("404", "No such upload"), ("503", "Job status unavailable")]),
     }}));
     paths.insert("/v1/hooks/{source}".into(), json!({"post": {
-        "operationId": "receive_webhook", "tags": ["webhooks"],
+        "operationId": "receive_webhook", "tags": ["webhooks"], "security": [],
         "summary": "An incoming webhook from a `[hooks.<source>]` sender (200 once Kafka holds its job)",
         "description": "Authenticated by the sender's signature (scheme `stripe`, `standard`, `github` or `hmac`), checked on the raw bytes, not by an API token. A repeat of an event id seen within the source's tolerance is answered 200 without being enqueued again.",
         "parameters": [path_param("source", json!({"type": "string"}))],
