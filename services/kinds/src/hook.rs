@@ -76,14 +76,14 @@ mod tests {
         assert!(Hook.check("hook", &Settings::new()).is_ok());
         assert!(Hook.build("hook", &Settings::new(), &config).is_ok());
         let endpoint = settings(serde_json::json!({
-            "url": "http://127.0.0.1:9/events",
+            "url": "https://hooks.example.com/events",
             "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         }));
         assert!(Hook.check("hook", &endpoint).is_ok());
-        let no_secret = settings(serde_json::json!({"url": "http://127.0.0.1:9/events"}));
+        let no_secret = settings(serde_json::json!({"url": "https://hooks.example.com/events"}));
         let error = Hook.check("hook", &no_secret).unwrap_err().to_string();
         assert!(error.contains("kinds.hook.secret"), "{error}");
-        let typo = settings(serde_json::json!({"uri": "http://127.0.0.1:9/events"}));
+        let typo = settings(serde_json::json!({"uri": "https://hooks.example.com/events"}));
         assert!(Hook.check("hook", &typo).is_err());
     }
 }
