@@ -7,13 +7,14 @@
 #   make bench-consume                  # N=200000 records of ~200 bytes
 #   N=50000 deploy/bench/consume.sh
 #
-# Env: N (200000), HTTP_N (50000, jobs for the http part), BOOTSTRAP (127.0.0.1:9092).
+# Env: N (200000), ROUNDS (3), HTTP_N (50000, jobs for the http part), BOOTSTRAP (127.0.0.1:9092).
 # Prints the figures and writes them to deploy/bench/results/consume-<date>.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 N="${N:-200000}"
 HTTP_N="${HTTP_N:-50000}"
+ROUNDS="${ROUNDS:-3}"
 BOOTSTRAP="${BOOTSTRAP:-127.0.0.1:9092}"
 SLUICE="$REPO/target/release/sluice"
 TOOL="$REPO/deploy/kafka/tool.sh"
@@ -74,26 +75,32 @@ say "build: cargo build --release --bin sluice"
 export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP"
 
 # --- 1. noop jobs: sluice worker vs ConsumerPerformance on one topic ------------------------
-SLUICE__TOPICS__PREFIX="$RUN_ID.noop." "$SLUICE" topics ensure >/dev/null
+# ROUNDS alternating rounds, each on its own copy of the records (its own topic), because one
+# run of either varies by a quarter on this machine; the ratio reported is of the medians.
 awk -v n="$N" 'BEGIN { pad = sprintf("%180s", ""); gsub(/ /, "x", pad)
   for (i = 1; i <= n; i++) printf "{\"payload\":\"%010d%s\"}\n", i, substr(pad, 1, 170) }' >"$TMP/jobs.jsonl"
-say "publish: $N noop jobs (~200-byte values) to $RUN_ID.noop.jobs.noop"
-SLUICE__TOPICS__PREFIX="$RUN_ID.noop." "$SLUICE" publish noop --file "$TMP/jobs.jsonl" >/dev/null
-
-say "ConsumerPerformance: reading the same $N records (group $RUN_ID.perf)"
-"$TOOL" org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOTSTRAP" \
-  --topic "$RUN_ID.noop.jobs.noop" --messages "$N" --group "$RUN_ID.perf" --timeout 60000 \
-  >"$TMP/perf.txt" 2>&1 || die "ConsumerPerformance failed: $(tail -5 "$TMP/perf.txt")"
-# Columns: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
-# rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
-PERF="$(awk -F', *' '/^[0-9][0-9][0-9][0-9]-/ { print $10 }' "$TMP/perf.txt" | tail -1)"
-[[ -n $PERF ]] || die "could not read ConsumerPerformance's figures: $(cat "$TMP/perf.txt")"
-say "ConsumerPerformance: $PERF records/s (fetch.nMsg.sec: rebalance excluded)"
-
-say "sluice worker --kinds noop: the same records, job status on"
-WORKER="$(run_worker "$RUN_ID.noop." noop "$N")"
+PERFS=() WORKERS=()
+for round in $(seq 1 "$ROUNDS"); do
+  prefix="$RUN_ID.noop$round."
+  SLUICE__TOPICS__PREFIX="$prefix" "$SLUICE" topics ensure >/dev/null
+  say "round $round: publish $N noop jobs (~200-byte values) to ${prefix}jobs.noop"
+  SLUICE__TOPICS__PREFIX="$prefix" "$SLUICE" publish noop --file "$TMP/jobs.jsonl" >/dev/null
+  "$TOOL" org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOTSTRAP" \
+    --topic "${prefix}jobs.noop" --messages "$N" --group "$RUN_ID.perf$round" --timeout 60000 \
+    >"$TMP/perf.txt" 2>&1 || die "ConsumerPerformance failed: $(tail -5 "$TMP/perf.txt")"
+  # Columns: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+  # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+  perf="$(awk -F', *' '/^[0-9][0-9][0-9][0-9]-/ { print $10 }' "$TMP/perf.txt" | tail -1)"
+  [[ -n $perf ]] || die "could not read ConsumerPerformance's figures: $(cat "$TMP/perf.txt")"
+  worker="$(run_worker "$prefix" noop "$N")"
+  say "round $round: ConsumerPerformance $perf records/s (fetch.nMsg.sec: rebalance excluded), sluice worker (status on) $worker jobs/s (10 %..90 % of the run)"
+  PERFS+=("$perf") WORKERS+=("$worker")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+PERF="$(median "${PERFS[@]}")"
+WORKER="$(median "${WORKERS[@]}")"
 RATIO="$(calc "$WORKER / $PERF")"
-say "sluice worker: $WORKER jobs/s (10 %..90 % of the run) = ${RATIO}x ConsumerPerformance"
+say "medians: ConsumerPerformance $PERF records/s, sluice worker $WORKER jobs/s = ${RATIO}x"
 
 # --- 2. the http handler: a worker to nginx vs wrk to nginx ---------------------------------
 command -v nginx >/dev/null || { say "nginx: installing (apt)"; source deploy/kafka/common.sh; apt_install nginx; }
@@ -140,12 +147,12 @@ OUT="$RESULTS/consume-$(date +%Y-%m-%d-%H%M%S).md"
 cat >"$OUT" <<MD
 # bench-consume $(date -u +%Y-%m-%dT%H:%MZ)
 
-Command: \`make bench-consume\` (N=$N, HTTP_N=$HTTP_N), $(nproc) cores, Kafka $(cat deploy/kafka/VERSION).
+Command: \`make bench-consume\` (N=$N, ROUNDS=$ROUNDS, HTTP_N=$HTTP_N), $(nproc) cores, Kafka $(cat deploy/kafka/VERSION).
 
 | what | rate | ratio |
 |---|---|---|
-| Kafka ConsumerPerformance, $N records | $PERF records/s | 1 |
-| \`sluice worker --kinds noop\` (status on), same records | $WORKER jobs/s | ${RATIO}x |
+| Kafka ConsumerPerformance, $N records, median of $ROUNDS rounds (${PERFS[*]}) | $PERF records/s | 1 |
+| \`sluice worker --kinds noop\` (status on), same records, median of $ROUNDS rounds (${WORKERS[*]}) | $WORKER jobs/s | ${RATIO}x |
 | wrk → nginx (2 threads, 32 connections) | $WRK requests/s | 1 |
 | \`sluice worker\`, \`http\` kind → the same nginx | $HTTP_WORKER jobs/s | ${HTTP_RATIO}x |
 MD
