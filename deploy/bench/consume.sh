@@ -31,11 +31,18 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   "$TOOL" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --delete \
     --if-exists --topic "${RUN_ID}\\..*" >/dev/null 2>&1 || true
+  drop_status_keys
   rm -rf "$TMP"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The run's job status keys, under their own prefix: deleted at the end rather than left to
+# expire, because Redis expiring (and rehashing) a few hundred thousand keys lands its CPU on
+# whichever run comes next, and each run should start from the same Redis.
+drop_status_keys() {
+  redis-cli --scan --pattern "$RUN_ID:*" 2>/dev/null | xargs -r -n 1000 redis-cli unlink >/dev/null 2>&1 || true
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # finished_jobs <metrics port>: sluice_jobs_finished_total summed over outcomes.
 finished_jobs() {
@@ -52,7 +59,7 @@ run_worker() {
   # A short status TTL: each run writes a status per job, and a week of benchmark keys would
   # leave the dev Redis slower (and bigger) for every run after it.
   env SLUICE__TOPICS__PREFIX="$prefix" SLUICE__WORKER__METRICS_LISTEN="127.0.0.1:$port" \
-    SLUICE__REDIS__STATUS_TTL=10m SLUICE__LOG__LEVEL=warn "$@" "$SLUICE" worker --kinds "$kinds" >"$TMP/worker.log" 2>&1 &
+    SLUICE__REDIS__KEY_PREFIX="$RUN_ID:" SLUICE__REDIS__STATUS_TTL=10m SLUICE__LOG__LEVEL=warn "$@" "$SLUICE" worker --kinds "$kinds" >"$TMP/worker.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   local low=$((total / 10)) high=$((total * 9 / 10)) t_low="" t_high="" done=0 deadline=$((SECONDS + 600))
@@ -65,6 +72,7 @@ run_worker() {
     sleep 0.05
   done
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  drop_status_keys
   calc "($high - $low) / ($t_high - $t_low)"
 }
 

@@ -53,7 +53,11 @@ def signed_requests(count, tag):
 
 
 def noop_requests(count):
-    return [("/v1/jobs/noop", b"{}", {"Content-Type": "application/json"})] * count
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": "Bearer " + os.environ["SLUICE_TOKEN"],
+    }
+    return [("/v1/jobs/noop", b"{}", headers)] * count
 
 
 def percentile(sorted_values, p):

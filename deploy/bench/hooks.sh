@@ -52,6 +52,11 @@ export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP" SLUICE__LOG__LEVEL=warn \
   SLUICE__REDIS__STATUS_TTL=10m SLUICE__API__LISTEN="127.0.0.1:$API_PORT" \
   SLUICE__HOOKS__BENCH__SCHEME=stripe SLUICE__HOOKS__BENCH__SECRET="$SECRET"
 "$SLUICE" topics ensure >/dev/null
+# The peer's `POST /v1/jobs/noop` needs a token (webhooks do not): SLUICE_TOKEN for hooks.py,
+# its hash and scope for the api.
+set -a
+eval "$("$SLUICE" tokens new --name bench --scope publish --env)" || die "sluice tokens new failed"
+set +a
 "$SLUICE" api >"$TMP/api.log" 2>&1 &
 API_PID=$!
 for ((i = 0; i < 100; i++)); do curl -sf "$API/readyz" >/dev/null && break; sleep 0.1; done

@@ -183,8 +183,15 @@ impl StatusStore {
     }
 
     /// Adds the one command of one job's status change to `pipe` (`StatusWriter` sends many in
-    /// one round trip).
-    pub fn add_to(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate, now: i64) {
+    /// one round trip). `scratch` is reused across a batch for the key and the document, which
+    /// the command copies: no allocation of its own per update.
+    pub fn add_to(
+        &self,
+        pipe: &mut redis::Pipeline,
+        update: &StatusUpdate,
+        now: i64,
+        scratch: &mut Vec<u8>,
+    ) {
         let stored = Stored {
             kind: update.kind.as_str().into(),
             status: update.status,
@@ -194,7 +201,18 @@ impl StatusStore {
             run_at: None,
             updated_at: now,
         };
-        pipe.add_command(self.set(&update.job_id, &stored)).ignore();
+        pipe.cmd("SET");
+        scratch.clear();
+        scratch.extend_from_slice(self.key_prefix.as_bytes());
+        scratch.extend_from_slice(b"job:");
+        scratch.extend_from_slice(update.job_id.as_bytes());
+        pipe.arg(&scratch[..]);
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, &stored).expect("status serializes");
+        pipe.arg(&scratch[..])
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .ignore();
     }
 
     /// Adds the one notification of a batch naming every job in it that became final.

@@ -167,15 +167,21 @@ fn pipeline(store: &StatusStore, batch: &[Queued]) -> Option<redis::Pipeline> {
     if updates.is_empty() {
         return None;
     }
-    let mut later = std::collections::HashSet::with_capacity(updates.len());
+    // Hashed per update: foldhash rather than SipHash (no untrusted input decides the keys'
+    // count here, one batch at most).
+    let mut later = std::collections::HashSet::with_capacity_and_hasher(
+        updates.len(),
+        foldhash::fast::RandomState::default(),
+    );
     let mut pipe = redis::pipe();
     let mut finals = Vec::new();
+    let mut scratch = Vec::with_capacity(256);
     let now = crate::headers::now_millis();
     for update in updates.iter().rev() {
         if !later.insert(update.job_id.as_str()) {
             continue;
         }
-        store.add_to(&mut pipe, update, now);
+        store.add_to(&mut pipe, update, now, &mut scratch);
         if update.status.is_final() {
             finals.push(update.job_id.as_str());
         }

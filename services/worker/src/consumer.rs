@@ -121,11 +121,32 @@ pub async fn consume(
     let mut store = tokio::time::interval(STORE_INTERVAL);
     store.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Checked here as well as in the select: the select is biased, and under load an earlier
+        // branch is always ready, so its own shutdown branch would be polled only when idle.
+        if rt.shutdown.is_cancelled() {
+            break;
+        }
         // Reading comes first: a high-priority record already fetched is queued before the next
-        // slot is given away.
+        // slot is given away. Each turn does as much of its work as is ready (every record read,
+        // every free slot filled): a turn of this select costs more than a job's bookkeeping.
         tokio::select! {
             biased;
-            _ = rt.shutdown.cancelled() => break,
+            Some(one) = read.recv() => {
+                while jobs.try_join_next().is_some() {}
+                receive(&rt, &ready, &waiting, &mut jobs, one);
+                for _ in 0..BATCH {
+                    let Ok(one) = read.try_recv() else { break };
+                    receive(&rt, &ready, &waiting, &mut jobs, one);
+                }
+            }
+            (permit, next) = next_job(&slots.permits, &ready) => {
+                start(&rt, &ready, &mut jobs, permit, next);
+                for _ in 0..BATCH {
+                    let Ok(permit) = slots.permits.clone().try_acquire_owned() else { break };
+                    let Some(next) = ready.try_next(std::time::Instant::now()) else { break };
+                    start(&rt, &ready, &mut jobs, permit, next);
+                }
+            }
             Some(partitions) = assigned.recv() => {
                 while readers.try_join_next().is_some() {}
                 for partition in partitions {
@@ -134,18 +155,11 @@ pub async fn consume(
                     } else {
                         slots.read_ahead
                     };
-                    let shutdown = rt.shutdown.clone();
-                    spawn_reader(&rt.consumer, partition, budget, read_tx.clone(), shutdown, &mut readers);
+                    spawn_reader(&rt.consumer, partition, budget, read_tx.clone(), &mut readers);
                 }
             }
-            Some(one) = read.recv() => {
-                while jobs.try_join_next().is_some() {}
-                receive(&rt, &ready, &waiting, &mut jobs, one);
-            }
             _ = store.tick() => rt.tracker.store_noted(rt.consumer.as_ref()),
-            (permit, next) = next_job(&slots.permits, &ready) => {
-                start(&rt, &ready, &mut jobs, permit, next);
-            }
+            _ = rt.shutdown.cancelled() => break,
         }
     }
     // The partition queues hold the consumer: they go before it is closed.
@@ -212,6 +226,10 @@ async fn poll_main_queue(rt: Arc<KindRuntime>, read: tokio::sync::mpsc::Unbounde
         }
     }
 }
+
+/// At most this many records received, or jobs started, in one turn of the consume loop
+/// beyond the first, so that neither starves the other.
+const BATCH: usize = 64;
 
 /// A free slot and the job to start in it. Cancel-safe: dropped, it gives the slot back and
 /// takes no job.

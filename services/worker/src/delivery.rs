@@ -75,30 +75,30 @@ impl Delivery {
     /// Copies what the worker needs out of `message`; `topic` is its topic's name, shared.
     pub fn new(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         let mut packed = PackedHeaders::default();
-        if let Some(found) = message.headers() {
-            packed.entries.reserve(found.count());
-            for header in found.iter() {
-                packed.push(header.key, header.value);
-            }
-        }
         let (mut job_id, mut attempt, mut due_at, mut enqueued_at) = (None, None, None, None);
         let (mut traceparent, mut last_error, mut first_delivery) = (None, None, true);
         let (mut expires_at, mut run_at, mut priority) = (None, None, None);
-        // The last value of a repeated header wins, as `headers::get` does.
-        for (key, value) in packed.iter() {
-            let value = || value.and_then(|v| std::str::from_utf8(v).ok());
-            match key {
-                headers::JOB_ID => job_id = value().map(str::to_owned),
-                headers::ATTEMPT => attempt = value().and_then(|v| v.parse::<u32>().ok()),
-                headers::DUE_AT => due_at = value().and_then(|v| v.parse().ok()),
-                headers::ENQUEUED_AT => enqueued_at = value().and_then(|v| v.parse().ok()),
-                headers::TRACEPARENT => traceparent = value().map(str::to_owned),
-                headers::ERROR => last_error = value().map(str::to_owned),
-                headers::ORIGINAL_TOPIC => first_delivery = value().is_none(),
-                headers::EXPIRES_AT => expires_at = value().and_then(|v| v.parse().ok()),
-                headers::RUN_AT => run_at = value().and_then(|v| v.parse().ok()),
-                headers::PRIORITY => priority = value().and_then(|v| v.parse().ok()),
-                _ => {}
+        if let Some(found) = message.headers() {
+            // Room for sluice's own headers without growing: ids, times, a traceparent.
+            packed.bytes.reserve(256);
+            packed.entries.reserve(found.count());
+            // The last value of a repeated header wins, as `headers::get` does.
+            for header in found.iter() {
+                packed.push(header.key, header.value);
+                let value = || header.value.and_then(|v| std::str::from_utf8(v).ok());
+                match header.key {
+                    headers::JOB_ID => job_id = value().map(str::to_owned),
+                    headers::ATTEMPT => attempt = value().and_then(|v| v.parse::<u32>().ok()),
+                    headers::DUE_AT => due_at = value().and_then(|v| v.parse().ok()),
+                    headers::ENQUEUED_AT => enqueued_at = value().and_then(|v| v.parse().ok()),
+                    headers::TRACEPARENT => traceparent = value().map(str::to_owned),
+                    headers::ERROR => last_error = value().map(str::to_owned),
+                    headers::ORIGINAL_TOPIC => first_delivery = value().is_none(),
+                    headers::EXPIRES_AT => expires_at = value().and_then(|v| v.parse().ok()),
+                    headers::RUN_AT => run_at = value().and_then(|v| v.parse().ok()),
+                    headers::PRIORITY => priority = value().and_then(|v| v.parse().ok()),
+                    _ => {}
+                }
             }
         }
         let (partition, offset) = (message.partition(), message.offset());

@@ -45,7 +45,6 @@ pub fn spawn_reader(
     assigned: Assigned,
     budget: usize,
     read: mpsc::UnboundedSender<Read>,
-    shutdown: CancellationToken,
     readers: &mut JoinSet<()>,
 ) {
     let Assigned {
@@ -63,18 +62,28 @@ pub fn spawn_reader(
     };
     let budget = Arc::new(Semaphore::new(budget));
     let topic_name: Arc<str> = Arc::from(topic.as_str());
+    // No shutdown branch: at shutdown the consume loop aborts every reader. Each wait polls the
+    // ready side first, so a record or a budget share already there is taken without
+    // registering a waker on the revocation token (a lock per record otherwise).
     readers.spawn(async move {
         loop {
-            let permit = tokio::select! {
-                _ = assignment.cancelled() => return,
-                _ = shutdown.cancelled() => return,
-                permit = budget.clone().acquire_owned() => permit.expect("never closed"),
+            let permit = match budget.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => tokio::select! {
+                    biased;
+                    permit = budget.clone().acquire_owned() => permit.expect("never closed"),
+                    _ = assignment.cancelled() => return,
+                },
             };
             let received = tokio::select! {
-                _ = assignment.cancelled() => return,
-                _ = shutdown.cancelled() => return,
+                biased;
                 received = queue.recv() => received,
+                _ = assignment.cancelled() => return,
             };
+            if assignment.is_cancelled() {
+                // Read just as the partition was revoked: its next owner reads it again.
+                return;
+            }
             match received {
                 Ok(message) => {
                     let delivery = Delivery::new(&message, topic_name.clone());
