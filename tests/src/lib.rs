@@ -609,3 +609,22 @@ pub fn env_script(command: &str) {
         .expect("env.sh runs");
     assert!(status.success(), "deploy/env.sh {command} failed");
 }
+
+/// The status code of one `GET` with exactly this target, over a raw socket, so that no client
+/// library normalizes `..`, `//` or percent-escapes away first (path-traversal and auth tests).
+pub fn raw_get_status(addr: std::net::SocketAddr, target: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer to {target}: {answer:?}"))
+}

@@ -5,7 +5,6 @@
 //! no metric.
 
 use std::{
-    io::{Read, Write},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -203,23 +202,6 @@ fn every_v1_route_of_the_router_is_documented() {
     }
 }
 
-/// One request with exactly this target, so no client library normalizes it first.
-fn raw_status(addr: std::net::SocketAddr, target: &str) -> u16 {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP answer to {target}: {answer:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spelling_of_a_path_reaches_v1_without_a_token() {
     let env = TestEnv::new().await;
@@ -240,17 +222,20 @@ async fn no_spelling_of_a_path_reaches_v1_without_a_token() {
         "/v1/no-such-route",
     ];
     for target in targets {
-        let status = tokio::task::spawn_blocking(move || raw_status(addr, target))
-            .await
-            .unwrap();
+        let status =
+            tokio::task::spawn_blocking(move || sluice_tests::raw_get_status(addr, target))
+                .await
+                .unwrap();
         assert!(
             status == 401 || status == 404,
             "{target} without a token answered {status}"
         );
     }
-    let status = tokio::task::spawn_blocking(move || raw_status(addr, "/v1/no-such-route"))
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        sluice_tests::raw_get_status(addr, "/v1/no-such-route")
+    })
+    .await
+    .unwrap();
     assert_eq!(status, 401, "an unknown /v1 path tells a stranger nothing");
     api.stop().await;
 }

@@ -6,7 +6,6 @@
 //! path runs against a real S3-compatible server (s3s-fs).
 
 use std::{
-    io::{Read, Write},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -366,23 +365,6 @@ async fn notify_url_gets_a_signed_webhook_with_the_result() {
     api.stop().await;
 }
 
-/// One request with exactly this target, so no client library normalizes `..` away first.
-fn raw_get(addr: std::net::SocketAddr, target: &str) -> u16 {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP answer to {target}: {answer:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stored_files_cannot_be_read_from_outside_the_storage_root() {
     let outside = std::env::temp_dir().join(format!("sluice-escape-{}", uuid::Uuid::new_v4()));
@@ -395,7 +377,9 @@ async fn stored_files_cannot_be_read_from_outside_the_storage_root() {
     let api = env.start_api().await;
     let addr = api.info;
 
-    let inside = tokio::task::spawn_blocking(move || raw_get(addr, "/files/images/a/800.jpg"));
+    let inside = tokio::task::spawn_blocking(move || {
+        sluice_tests::raw_get_status(addr, "/files/images/a/800.jpg")
+    });
     assert_eq!(inside.await.unwrap(), 200);
     for target in [
         "/files/../secret.txt",
@@ -413,7 +397,7 @@ async fn stored_files_cannot_be_read_from_outside_the_storage_root() {
         let target = target.to_owned();
         let status = tokio::task::spawn_blocking({
             let target = target.clone();
-            move || raw_get(addr, &target)
+            move || sluice_tests::raw_get_status(addr, &target)
         })
         .await
         .unwrap();
