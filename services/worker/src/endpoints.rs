@@ -31,6 +31,11 @@ impl Endpoints {
         })
     }
 
+    /// No endpoint is disabled: nothing to look up.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
     pub fn is_disabled(&self, endpoint: &str) -> bool {
         self.cache.contains(endpoint)
     }

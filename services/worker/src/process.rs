@@ -161,8 +161,9 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
 async fn finish(rt: Arc<KindRuntime>, delivery: Delivery, update: StatusUpdate) {
     let (topic, partition, offset) = (delivery.topic.clone(), delivery.partition, delivery.offset);
     let offset_rt = rt.clone();
-    // The offset is stored once the outcome's status is in Redis (or Redis gave up): the slot
-    // is free already, so a job's concurrency is the handler's time, not a Redis round trip.
+    // The offset is noted once the outcome's status is in Redis (or Redis gave up), and stored
+    // with the next batch: the slot is free already, so a job's concurrency is the handler's
+    // time, not a Redis round trip.
     let store: Completion = Box::new(move |_written| {
         offset_rt.tracker.finished(&topic, partition, offset);
     });
@@ -192,11 +193,14 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
         enqueued_at: delivery.enqueued_at,
         traceparent: delivery.traceparent.clone(),
     };
-    let endpoint = rt.handler.endpoint(&job);
-    if endpoint
-        .as_deref()
-        .is_some_and(|e| rt.endpoints.is_disabled(e))
-    {
+    // The endpoint (a URL parse for webhooks) is worked out only while some endpoint is
+    // disabled, or after a 410 — not for every job.
+    let disabled = !rt.endpoints.is_empty()
+        && rt
+            .handler
+            .endpoint(&job)
+            .is_some_and(|e| rt.endpoints.is_disabled(&e));
+    if disabled {
         rt.kind_metrics.endpoint_disabled_jobs.inc();
         return Err(JobFailure::new(
             ErrorClass::Fatal,
@@ -212,8 +216,12 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
         None,
     ));
     let mut result = handle(rt, &job).await;
-    if let (Err(failure), Some(endpoint)) = (&mut result, endpoint) {
-        if failure.endpoint_gone {
+    if let Err(failure) = &mut result {
+        if let Some(endpoint) = failure
+            .endpoint_gone
+            .then(|| rt.handler.endpoint(&job))
+            .flatten()
+        {
             failure.message.push_str("; endpoint disabled");
             rt.kind_metrics.endpoint_gone.inc();
             rt.endpoints
