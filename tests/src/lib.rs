@@ -214,9 +214,8 @@ impl TestEnv {
     }
 
     /// A Redis connection for checking state directly.
-    pub async fn redis(&self) -> redis::aio::ConnectionManager {
-        let client = redis::Client::open(self.config.redis.url.as_str()).unwrap();
-        redis::aio::ConnectionManager::new(client)
+    pub async fn redis(&self) -> sluice_core::redis_conn::RedisConn {
+        sluice_core::redis_conn::connect(&self.config.redis)
             .await
             .expect("Redis is up")
     }

@@ -49,7 +49,7 @@ async fn a_fanout_killed_mid_post_delivers_it_to_every_follower_exactly_once() {
     env.produce_in_order(&topics.posts(), &[("idol".to_owned(), post.encode())])
         .await;
     let member = format!("{}:idol", post.post_id);
-    let delivered = |redis: redis::aio::ConnectionManager| {
+    let delivered = |redis: sluice_core::redis_conn::RedisConn| {
         let (graph, followers, member) = (graph.clone(), followers.clone(), member.clone());
         async move {
             let mut pipe = redis::pipe();

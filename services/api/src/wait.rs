@@ -99,7 +99,12 @@ impl JobWaiters {
     }
 
     async fn listen_once(&self, redis: &RedisConfig, channel: &str) -> redis::RedisResult<()> {
-        let client = redis::Client::open(redis.url.as_str())?;
+        // A cluster delivers a PUBLISH to subscribers on every node, so any one seed will do.
+        let url = match sluice_core::redis_conn::cluster_seeds(&redis.url) {
+            Some(seeds) => seeds.into_iter().next().unwrap_or_default(),
+            None => redis.url.clone(),
+        };
+        let client = redis::Client::open(url.as_str())?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();

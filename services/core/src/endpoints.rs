@@ -20,7 +20,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
+
+use crate::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 
 /// How often a worker re-reads the disabled set.
@@ -45,12 +47,12 @@ pub struct DisabledEndpoint {
 /// The hash in Redis.
 #[derive(Clone)]
 pub struct EndpointStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
 }
 
 impl EndpointStore {
-    pub fn new(conn: ConnectionManager, key_prefix: &str) -> Self {
+    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
         Self {
             conn,
             key: format!("{key_prefix}endpoints:disabled"),

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod kafka_stats;
 pub mod lanes;
 pub mod metrics;
+pub mod redis_conn;
 pub mod retry;
 pub mod schedules;
 pub mod schema_dir;

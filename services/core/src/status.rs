@@ -8,10 +8,14 @@
 
 use std::time::Duration;
 
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::{config::RedisConfig, headers::now_millis};
+use crate::{
+    config::RedisConfig,
+    headers::now_millis,
+    redis_conn::{connect, RedisConn},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,19 +91,6 @@ pub struct StatusUpdate {
     pub result: Option<serde_json::Value>,
 }
 
-/// A self-healing Redis connection with bounded waits: commands and connection attempts time out
-/// after `redis.timeout`, and a lost connection is re-established on the next command.
-pub async fn connect(config: &RedisConfig) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(config.url.as_str())?;
-    let settings = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(config.timeout)
-        .set_response_timeout(config.timeout)
-        // Reconnect attempts within one command: 2, 4 ms apart... capped at 1 s; callers retry.
-        .set_number_of_retries(3)
-        .set_max_delay(1000);
-    ConnectionManager::new_with_config(client, settings).await
-}
-
 /// The stored form of a job's status (its id is in the key).
 #[derive(Serialize, Deserialize)]
 struct Stored<'a> {
@@ -118,7 +109,7 @@ struct Stored<'a> {
 
 #[derive(Clone)]
 pub struct StatusStore {
-    redis: ConnectionManager,
+    redis: RedisConn,
     key_prefix: String,
     ttl: Duration,
 }
@@ -133,8 +124,13 @@ impl StatusStore {
         })
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.redis.clone()
+    }
+
+    /// The hash slot of the job's status key (writers batch by slot on a Redis Cluster).
+    pub fn key_slot(&self, job_id: &str) -> u16 {
+        crate::redis_conn::slot_of(&self.key(job_id))
     }
 
     fn key(&self, job_id: &str) -> String {

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::status::{StatusStore, StatusUpdate};
+use crate::{
+    redis_conn::SlotGroups,
+    status::{StatusStore, StatusUpdate},
+};
 
 /// Updates a batch holds at most.
 const MAX_BATCH: usize = 1024;
@@ -131,10 +134,7 @@ impl StatusWriter {
 async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = match pipeline(&store, &batch) {
-            Some(pipe) => write(&store, pipe).await,
-            None => Ok(()),
-        };
+        let result = write(&store, pipelines(&store, &batch)).await;
         if let Err(e) = &result {
             // Once per batch, not per job: the jobs go on, only their status is missing.
             tracing::warn!(error = %e, jobs = batch.len(), "job status write failed");
@@ -153,10 +153,10 @@ async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>)
     }
 }
 
-/// One pipeline for the batch: only the last update of each job in it is written (each carries
-/// every field; `running` followed by `succeeded` is one write), and one notification names
-/// every job that became final.
-fn pipeline(store: &StatusStore, batch: &[Queued]) -> Option<redis::Pipeline> {
+/// One pipeline for the batch (one per hash slot on a Redis Cluster): only the last update of
+/// each job in it is written (each carries every field; `running` followed by `succeeded` is one
+/// write), and one notification names every job that became final.
+fn pipelines(store: &StatusStore, batch: &[Queued]) -> Vec<redis::Pipeline> {
     let updates: Vec<&StatusUpdate> = batch
         .iter()
         .filter_map(|queued| match queued {
@@ -165,7 +165,7 @@ fn pipeline(store: &StatusStore, batch: &[Queued]) -> Option<redis::Pipeline> {
         })
         .collect();
     if updates.is_empty() {
-        return None;
+        return Vec::new();
     }
     // Hashed per update: foldhash rather than SipHash (no untrusted input decides the keys'
     // count here, one batch at most).
@@ -173,26 +173,60 @@ fn pipeline(store: &StatusStore, batch: &[Queued]) -> Option<redis::Pipeline> {
         updates.len(),
         foldhash::fast::RandomState::default(),
     );
-    let mut pipe = redis::pipe();
-    let mut finals = Vec::new();
+    let latest: Vec<&StatusUpdate> = updates
+        .into_iter()
+        .rev()
+        .filter(|update| later.insert(update.job_id.as_str()))
+        .collect();
+    let finals: Vec<&str> = latest
+        .iter()
+        .filter(|update| update.status.is_final())
+        .map(|update| update.job_id.as_str())
+        .collect();
     let mut scratch = Vec::with_capacity(256);
     let now = crate::headers::now_millis();
-    for update in updates.iter().rev() {
-        if !later.insert(update.job_id.as_str()) {
-            continue;
+    let groups = SlotGroups::new(store.connection().is_cluster(), latest, |update| {
+        store.key_slot(&update.job_id)
+    });
+    let mut pipes: Vec<redis::Pipeline> = groups
+        .groups
+        .iter()
+        .map(|group| {
+            let mut pipe = redis::pipe();
+            for update in group {
+                store.add_to(&mut pipe, update, now, &mut scratch);
+            }
+            pipe
+        })
+        .collect();
+    // The notice goes after the writes it announces, so a waiter that hears it reads them: in the
+    // same pipeline on a single Redis, as a last pipeline of its own once the others are written
+    // on a cluster (whose pipelines run side by side).
+    if !finals.is_empty() {
+        if pipes.len() > 1 {
+            pipes.push(redis::pipe());
         }
-        store.add_to(&mut pipe, update, now, &mut scratch);
-        if update.status.is_final() {
-            finals.push(update.job_id.as_str());
+        if let Some(last) = pipes.last_mut() {
+            store.add_final_notice(last, &finals);
         }
     }
-    store.add_final_notice(&mut pipe, &finals);
-    Some(pipe)
+    pipes
 }
 
-async fn write(store: &StatusStore, pipe: redis::Pipeline) -> Result<(), WriteError> {
-    let mut connection = store.connection();
-    let query = pipe.query_async::<()>(&mut connection);
+async fn write(store: &StatusStore, mut pipes: Vec<redis::Pipeline>) -> Result<(), WriteError> {
+    let connection = store.connection();
+    let query = async {
+        let last = pipes.pop();
+        futures::future::try_join_all(pipes.iter().map(|pipe| {
+            let mut connection = connection.clone();
+            async move { pipe.query_async::<()>(&mut connection).await }
+        }))
+        .await?;
+        match last {
+            Some(pipe) => pipe.query_async::<()>(&mut connection.clone()).await,
+            None => Ok(()),
+        }
+    };
     match tokio::time::timeout(WRITE_TIMEOUT, query).await {
         Ok(result) => result.map_err(|e| WriteError(e.to_string())),
         Err(_) => Err(WriteError(format!("no answer within {WRITE_TIMEOUT:?}"))),

@@ -9,15 +9,16 @@
 
 use std::time::Duration;
 
-use redis::{aio::ConnectionManager, Script};
+use redis::Script;
 use sluice_core::config::RedisConfig;
+use sluice_core::redis_conn::RedisConn;
 
 use crate::DlqError;
 
 const TTL: Duration = Duration::from_secs(30);
 
 pub(crate) struct Lease {
-    redis: ConnectionManager,
+    redis: RedisConn,
     key: String,
     token: String,
 }
@@ -25,7 +26,7 @@ pub(crate) struct Lease {
 impl Lease {
     /// Takes the lease of `kind`, or fails naming who holds it.
     pub(crate) async fn acquire(config: &RedisConfig, kind: &str) -> Result<Self, DlqError> {
-        let mut redis = sluice_core::status::connect(config).await?;
+        let mut redis = sluice_core::redis_conn::connect(config).await?;
         let key = format!("{}dlq:lease:{kind}", config.key_prefix);
         let token = format!(
             "{}@{} pid {}",

@@ -18,7 +18,7 @@ use sluice_feed::graph;
 
 /// Connects to Redis for the graph.
 pub async fn connect_graph(config: &Config) -> anyhow::Result<graph::Graph> {
-    let redis = sluice_core::status::connect(&config.redis)
+    let redis = sluice_core::redis_conn::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
     Ok(graph::Graph::new(

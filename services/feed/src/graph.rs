@@ -13,8 +13,9 @@
 //! re-processing an event after a crash changes nothing: at-least-once delivery, exactly-once
 //! effect.
 
-use redis::{aio::ConnectionManager, AsyncCommands, RedisResult, Script};
+use redis::{AsyncCommands, RedisResult, Script};
 use sluice_core::config::SocialConfig;
+use sluice_core::redis_conn::RedisConn;
 
 use crate::events::{FollowAction, FollowChanged, PostCreated};
 
@@ -61,13 +62,13 @@ impl Mode {
 
 #[derive(Clone)]
 pub struct Graph {
-    redis: ConnectionManager,
+    redis: RedisConn,
     prefix: String,
     config: SocialConfig,
 }
 
 impl Graph {
-    pub fn new(redis: ConnectionManager, key_prefix: &str, config: &SocialConfig) -> Self {
+    pub fn new(redis: RedisConn, key_prefix: &str, config: &SocialConfig) -> Self {
         Self {
             redis,
             prefix: format!("{key_prefix}social:"),
@@ -79,7 +80,7 @@ impl Graph {
         &self.config
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.redis.clone()
     }
 

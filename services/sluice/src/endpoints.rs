@@ -10,7 +10,7 @@ use anyhow::Context;
 use sluice_core::{endpoints::EndpointStore, Config};
 
 async fn store(config: &Config) -> anyhow::Result<EndpointStore> {
-    let conn = sluice_core::status::connect(&config.redis)
+    let conn = sluice_core::redis_conn::connect(&config.redis)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
     Ok(EndpointStore::new(conn, &config.redis.key_prefix))

@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use redis::{aio::ConnectionManager, Script};
+use redis::Script;
+use sluice_core::redis_conn::RedisConn;
 
 /// What the claim found.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +46,7 @@ return 0
 ";
 
 pub struct Claims {
-    redis: ConnectionManager,
+    redis: RedisConn,
     prefix: String,
     pending_ttl: Duration,
     /// Redis gets at most this long per command: the sender's whole deadline is 5 s.
@@ -56,7 +57,7 @@ pub struct Claims {
 
 impl Claims {
     pub fn new(
-        redis: ConnectionManager,
+        redis: RedisConn,
         config: &sluice_core::config::RedisConfig,
         publish_timeout: Duration,
     ) -> Self {

@@ -97,7 +97,7 @@ impl Hooks {
     pub fn load(
         config: &sluice_core::Config,
         registry: &sluice_kinds::Registry,
-        redis: redis::aio::ConnectionManager,
+        redis: sluice_core::redis_conn::RedisConn,
         metrics: &prometheus::Registry,
     ) -> Result<Self, HookConfigError> {
         let sources = config::load(&config.hooks, registry)?;

@@ -1,0 +1,221 @@
+//! One connection type for a single Redis and for a Redis Cluster, and the one rule that differs
+//! between them: a cluster refuses a pipeline, transaction or script whose keys hash to different
+//! slots. Code that writes many keys at once groups them with [`SlotGroups`]: one group on a
+//! single Redis (one round trip), one group per hash slot on a cluster (sent all at once).
+//!
+//! `redis.url` chooses: `redis://host:port` is a single Redis, `redis+cluster://h1:p1,h2:p2,…`
+//! lists seed nodes of a cluster (any reachable one is enough; the rest of the topology is
+//! discovered and followed through MOVED/ASK redirections and failovers).
+
+use std::collections::HashMap;
+
+use redis::{
+    aio::{ConnectionLike, ConnectionManager},
+    cluster_async::ClusterConnection,
+    Cmd, Pipeline, RedisFuture, RedisResult, Value,
+};
+
+use crate::config::RedisConfig;
+
+/// The URL scheme that names a Redis Cluster's seed nodes.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// A self-healing connection with bounded waits, to a single Redis or a Redis Cluster. Cheap to
+/// clone: clones share the underlying connection(s).
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The seed nodes of a `redis+cluster://` URL, as `redis://` URLs; `None` for a single Redis.
+pub fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix(CLUSTER_SCHEME)?;
+    let hosts = rest.split('/').next().unwrap_or_default();
+    Some(
+        hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|seed| !seed.is_empty())
+            .map(|seed| format!("redis://{seed}"))
+            .collect(),
+    )
+}
+
+/// Connects as `redis.url` says. Commands and connection attempts time out after
+/// `redis.timeout`, and a lost connection is re-established on a later command.
+pub async fn connect(config: &RedisConfig) -> RedisResult<RedisConn> {
+    if let Some(seeds) = cluster_seeds(&config.url) {
+        let client = redis::cluster::ClusterClientBuilder::new(seeds)
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            // Redirections and reconnects within one command are retried briefly; callers retry
+            // longer outages themselves.
+            .retries(3)
+            .max_retry_wait(1000)
+            .build()?;
+        return Ok(RedisConn::Cluster(client.get_async_connection().await?));
+    }
+    let client = redis::Client::open(config.url.as_str())?;
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(config.timeout)
+        .set_response_timeout(config.timeout)
+        // Reconnect attempts within one command: 2, 4 ms apart... capped at 1 s; callers retry.
+        .set_number_of_retries(3)
+        .set_max_delay(1000);
+    Ok(RedisConn::Single(
+        ConnectionManager::new_with_config(client, settings).await?,
+    ))
+}
+
+impl RedisConn {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+
+    /// Groups keys so each group may share one pipeline, transaction or script call.
+    pub fn slot_groups<K: AsRef<str>>(&self, keys: impl IntoIterator<Item = K>) -> SlotGroups<K> {
+        SlotGroups::new(self.is_cluster(), keys, |key| slot_of(key.as_ref()))
+    }
+
+    /// Sends commands that each touch a single key: one pipeline on a single Redis, one pipeline
+    /// per hash slot on a cluster, all in flight at once. Answers come back in command order.
+    pub async fn pipeline_by_key(&self, commands: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = SlotGroups::new(self.is_cluster(), 0..commands.len(), |&i| {
+            slot_of(&commands[i].0)
+        });
+        let pipelines = groups.groups.iter().map(|group| {
+            let mut pipe = Pipeline::with_capacity(group.len());
+            for &i in group {
+                pipe.add_command(commands[i].1.clone());
+            }
+            let mut conn = self.clone();
+            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+        });
+        let answers = futures::future::try_join_all(pipelines).await?;
+        let mut ordered = vec![Value::Nil; commands.len()];
+        for (group, values) in groups.groups.iter().zip(answers) {
+            for (&i, value) in group.iter().zip(values) {
+                ordered[i] = value;
+            }
+        }
+        Ok(ordered)
+    }
+}
+
+/// Keys grouped for multi-key calls: everything in one group on a single Redis, one group per
+/// hash slot on a cluster. Order within a group is the order the keys were given in.
+pub struct SlotGroups<K> {
+    pub groups: Vec<Vec<K>>,
+}
+
+impl<K> SlotGroups<K> {
+    /// Groups `items` by the slot `slot` gives for each (see [`slot_of`]).
+    pub fn new(cluster: bool, keys: impl IntoIterator<Item = K>, slot: impl Fn(&K) -> u16) -> Self {
+        if !cluster {
+            let all: Vec<K> = keys.into_iter().collect();
+            return Self {
+                groups: if all.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![all]
+                },
+            };
+        }
+        let mut by_slot: HashMap<u16, Vec<K>> = HashMap::new();
+        for key in keys {
+            by_slot.entry(slot(&key)).or_default().push(key);
+        }
+        Self {
+            groups: by_slot.into_values().collect(),
+        }
+    }
+}
+
+/// The hash slot of a key given as a string.
+pub fn slot_of(key: &str) -> u16 {
+    hash_slot(key.as_bytes())
+}
+
+/// Redis Cluster's slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has
+/// a non-empty one, modulo 16 384.
+pub fn hash_slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16_384
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_command(cmd),
+            RedisConn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(conn) => conn.get_db(),
+            RedisConn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_the_cluster_spec() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(hash_slot(b"123456789"), 0x31C3);
+        assert_eq!(hash_slot(b"foo"), 12182);
+        assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+        assert_eq!(hash_slot(b"foo{}{bar}"), hash_slot(b"foo{}{bar}"));
+        assert_ne!(hash_slot(b"foo{}{bar}"), hash_slot(b"bar"));
+        assert_eq!(hash_slot(b"foo{{bar}}zap"), hash_slot(b"{bar"));
+    }
+
+    #[test]
+    fn cluster_urls_list_their_seeds() {
+        assert_eq!(cluster_seeds("redis://127.0.0.1:6379"), None);
+        assert_eq!(
+            cluster_seeds("redis+cluster://127.0.0.1:7001,127.0.0.1:7002/"),
+            Some(vec![
+                "redis://127.0.0.1:7001".to_owned(),
+                "redis://127.0.0.1:7002".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_single_redis_takes_every_key_in_one_group() {
+        let groups = SlotGroups::new(false, ["a", "b", "c"], |k| slot_of(k));
+        assert_eq!(groups.groups, vec![vec!["a", "b", "c"]]);
+        let groups = SlotGroups::new(true, ["{x}a", "b", "{x}c"], |k| slot_of(k));
+        assert_eq!(groups.groups.len(), 2);
+        assert!(groups.groups.contains(&vec!["{x}a", "{x}c"]));
+    }
+}
