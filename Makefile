@@ -11,7 +11,7 @@ DEV_WEBHOOK_SECRET := whsec_c2x1aWNlLWRldmVsb3BtZW50LXNlY3JldA==
 # here (git-ignored) so it stays the same from one run to the next.
 DEV_TOKEN_FILE := .cache/dev-token.env
 
-.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority bench-hooks
+.PHONY: help setup env-up env-down env-clean env-status build run test lint fmt bench-publish bench-retry bench-fanout bench-consume bench-images bench-priority bench-hooks bench-follows
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -93,3 +93,6 @@ bench-priority: ## high jobs past 100 000 queued low ones: publish->start p50/p9
 
 bench-hooks: ## verified Stripe webhooks/s (vs noop jobs through the same api) and p99 at 1 000 req/s
 	@deploy/bench/hooks.sh
+
+bench-follows: ## follow changes applied/s for a 100 000-follow import, and post->feed p99 during it
+	@deploy/bench/follows.sh

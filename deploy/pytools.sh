@@ -6,7 +6,8 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.cache/pytools"
-PINS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0 stripe==16.1.0 standardwebhooks==1.3.0)
+PINS=(schemathesis==4.32.5 openapi-spec-validator==0.9.0 stripe==16.1.0 standardwebhooks==1.3.0
+  confluent-kafka==2.16.1)
 STAMP="$VENV/.installed-$(printf '%s ' "${PINS[@]}" | sha256sum | cut -c1-12)"
 
 [[ -f $STAMP ]] && exit 0

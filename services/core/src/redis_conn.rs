@@ -81,25 +81,30 @@ impl RedisConn {
     /// Sends commands that each touch a single key: one pipeline on a single Redis, one pipeline
     /// per hash slot on a cluster, all in flight at once. Answers come back in command order.
     pub async fn pipeline_by_key(&self, commands: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
-        }
-        let groups = SlotGroups::new(self.is_cluster(), 0..commands.len(), |&i| {
-            slot_of(&commands[i].0)
-        });
-        let pipelines = groups.groups.iter().map(|group| {
+        let count = commands.len();
+        let groups = SlotGroups::new(
+            self.is_cluster(),
+            commands.into_iter().enumerate(),
+            |(_, (key, _))| slot_of(key),
+        );
+        let pipelines = groups.groups.into_iter().map(|group| {
             let mut pipe = Pipeline::with_capacity(group.len());
-            for &i in group {
-                pipe.add_command(commands[i].1.clone());
+            let mut positions = Vec::with_capacity(group.len());
+            for (position, (_, cmd)) in group {
+                pipe.add_command(cmd);
+                positions.push(position);
             }
             let mut conn = self.clone();
-            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+            async move {
+                let values = pipe.query_async::<Vec<Value>>(&mut conn).await?;
+                Ok::<_, redis::RedisError>((positions, values))
+            }
         });
         let answers = futures::future::try_join_all(pipelines).await?;
-        let mut ordered = vec![Value::Nil; commands.len()];
-        for (group, values) in groups.groups.iter().zip(answers) {
-            for (&i, value) in group.iter().zip(values) {
-                ordered[i] = value;
+        let mut ordered = vec![Value::Nil; count];
+        for (positions, values) in answers {
+            for (position, value) in positions.into_iter().zip(values) {
+                ordered[position] = value;
             }
         }
         Ok(ordered)

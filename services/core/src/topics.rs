@@ -79,6 +79,17 @@ impl Topics {
         format!("{}social.follows", self.prefix)
     }
 
+    /// The fanout's consumer group for posts. Posts and follows have a group each, so a bulk
+    /// import of follows never holds posts back.
+    pub fn posts_group(&self) -> String {
+        format!("{}sluice.fanout", self.prefix)
+    }
+
+    /// The fanout's consumer group for follow changes.
+    pub fn follows_group(&self) -> String {
+        format!("{}sluice.fanout.follows", self.prefix)
+    }
+
     /// One consumer group per kind, so kinds scale and lag independently.
     pub fn worker_group(&self, kind: &str) -> String {
         format!("{}sluice.worker.{kind}", self.prefix)

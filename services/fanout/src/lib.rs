@@ -44,18 +44,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let graph = connect_graph(&config).await?;
     let topics = Topics::new(&config.topics);
-    let mut consumer_config = sluice_core::kafka::consumer_config(
-        &config.kafka,
-        &format!("{}sluice.fanout", config.topics.prefix),
-        config.worker.commit_interval,
-    );
-    // Range assigns partition N of both co-partitioned topics to the same member.
-    consumer_config.set("partition.assignment.strategy", "range");
     let metrics = FanoutMetrics::new();
     let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "fanout");
-    let consumer = sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
-        .create_with_context(FanoutContext(kafka_stats.clone()))
-        .context("creating the fanout consumer")?;
+    let consumer_for = |group: String| -> anyhow::Result<processor::FanoutConsumer> {
+        let consumer_config = sluice_core::kafka::consumer_config(
+            &config.kafka,
+            &group,
+            config.worker.commit_interval,
+        );
+        sluice_core::kafka::with_statistics(consumer_config, &config.kafka)
+            .create_with_context(FanoutContext(kafka_stats.clone()))
+            .with_context(|| format!("creating the fanout consumer of group {group}"))
+    };
+    let posts = consumer_for(topics.posts_group())?;
+    let follows = consumer_for(topics.follows_group())?;
     let producer_config =
         sluice_core::kafka::producer_config(&config.kafka, std::time::Duration::from_secs(30));
     let producer: rdkafka::producer::FutureProducer<_> =
@@ -77,7 +79,6 @@ pub async fn serve(
             .await
     });
     let processor = Arc::new(Processor {
-        consumer,
         producer: producer.clone(),
         graph,
         topics,
@@ -85,7 +86,7 @@ pub async fn serve(
         metrics,
         shutdown: shutdown.clone(),
     });
-    let result = processor.run().await;
+    let result = processor.run(posts, follows).await;
     shutdown.cancel();
     server.await?.context("serving fanout metrics")?;
     tokio::task::spawn_blocking(move || {

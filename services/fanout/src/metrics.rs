@@ -10,6 +10,7 @@ pub struct FanoutMetrics {
     pub deliveries: IntCounter,
     pub duration_seconds: Histogram,
     pub follow_changes: IntCounterVec,
+    pub follow_batch_size: Histogram,
     pub dead_letters: IntCounterVec,
     pub redis_retries: IntCounter,
 }
@@ -46,6 +47,17 @@ impl FanoutMetrics {
                 IntCounterVec::new(
                     Opts::new("sluice_follow_changes_total", "Follows and unfollows applied."),
                     &["action"],
+                )
+                .unwrap(),
+            ),
+            follow_batch_size: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sluice_follow_batch_changes",
+                        "Follow changes applied together (what one poll returned, at most 2000).",
+                    )
+                    .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0]),
                 )
                 .unwrap(),
             ),

@@ -1,19 +1,21 @@
-//! The fan-out processor: one consumer group over `social.posts` and `social.follows`.
+//! The fan-out processor: one consumer group on `social.posts`, another on `social.follows`.
 //!
 //! Guarantee: at-least-once, with an exactly-once effect because every Redis write is idempotent.
-//! Records are applied one at a time, in order, and a record's offset is stored only after its
-//! writes succeeded. When Redis fails, the same record is retried with backoff (no further
-//! records are read meanwhile) until Redis answers or the process is asked to stop, in which case
-//! the record's offset is not stored and it is read again on restart.
+//! Each consumer applies what one poll returned (up to a batch), then stores the batch's offsets;
+//! a batch is stored only after all its writes succeeded. When Redis fails, the batch is retried
+//! with backoff (no further records are read meanwhile) until Redis answers or the process is
+//! asked to stop, in which case its offsets are not stored and it is read again on restart.
 //!
-//! The two topics are co-partitioned and assigned with the range assignor, so the instance that
-//! owns an author's posts also owns that author's follower changes. The order between the two
-//! topics is not relied on: a follow backfills the author's recent posts and an unfollow removes
-//! them, so a post processed before or after a follow of the same moment ends up the same.
+//! Posts and follows are consumed separately so that a bulk import of follows (a backlog of
+//! millions, say) never holds back other authors' posts. Nothing relies on the order between the
+//! two topics: a follow backfills the author's recent posts and an unfollow removes them, so a
+//! post applied before or after a follow of the same moment ends up the same (docs/architecture.md
+//! §8 has the cases).
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
+use futures::{FutureExt, StreamExt};
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     message::{Message, OwnedMessage},
@@ -28,14 +30,19 @@ use sluice_core::{
 use tokio_util::sync::CancellationToken;
 
 use sluice_feed::{
-    events::{FollowAction, FollowChanged, PostCreated},
+    events::{FollowChanged, PostCreated},
     graph::Graph,
 };
 
 use crate::metrics::FanoutMetrics;
 
-/// Commits synchronously when partitions are revoked: records are applied one at a time, so
-/// at that moment everything stored is done.
+/// Records applied per batch at most: follow changes share a few Redis round trips per batch.
+const MAX_BATCH: usize = 2000;
+/// Posts of one batch fanned out at once (each is one author's fan-out).
+const POSTS_IN_FLIGHT: usize = 8;
+
+/// Commits synchronously when partitions are revoked: a batch's offsets are stored only once it
+/// is applied, so at that moment everything stored is done.
 pub struct FanoutContext(pub sluice_core::kafka_stats::KafkaStats);
 
 impl ClientContext for FanoutContext {
@@ -58,8 +65,25 @@ impl ConsumerContext for FanoutContext {
     }
 }
 
+pub type FanoutConsumer = StreamConsumer<FanoutContext>;
+
+/// Which of the two social streams a consumer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Posts,
+    Follows,
+}
+
+impl Stream {
+    fn event(self) -> &'static str {
+        match self {
+            Stream::Posts => "post",
+            Stream::Follows => "follow",
+        }
+    }
+}
+
 pub struct Processor {
-    pub consumer: StreamConsumer<FanoutContext>,
     pub producer: FutureProducer<sluice_core::kafka_stats::StatsContext>,
     pub graph: Graph,
     pub topics: Topics,
@@ -69,87 +93,140 @@ pub struct Processor {
     pub shutdown: CancellationToken,
 }
 
-enum Event {
-    Post(PostCreated),
-    Follow(FollowChanged),
-}
-
 impl Processor {
-    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
-        let (posts, follows) = (self.topics.posts(), self.topics.follows());
-        let wanted = [posts.clone(), follows.clone()];
+    /// Runs both consumers until shutdown.
+    pub async fn run(
+        self: Arc<Self>,
+        posts: FanoutConsumer,
+        follows: FanoutConsumer,
+    ) -> anyhow::Result<()> {
+        let wanted = [self.topics.posts(), self.topics.follows()];
         if !sluice_core::kafka::wait_for_topics(&self.kafka, &wanted, "fanout", &self.shutdown)
             .await
         {
             return Ok(());
         }
-        self.consumer
-            .subscribe(&[&posts, &follows])
-            .context("subscribing to the social topics")?;
-        tracing::info!(%posts, %follows, "fanout consuming");
+        let (posts, follows) = tokio::join!(
+            self.consume(posts, Stream::Posts),
+            self.consume(follows, Stream::Follows)
+        );
+        posts.and(follows)
+    }
+
+    async fn consume(&self, consumer: FanoutConsumer, stream: Stream) -> anyhow::Result<()> {
+        let topic = match stream {
+            Stream::Posts => self.topics.posts(),
+            Stream::Follows => self.topics.follows(),
+        };
+        consumer
+            .subscribe(&[&topic])
+            .with_context(|| format!("subscribing to {topic}"))?;
+        tracing::info!(%topic, "fanout consuming");
+        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(MAX_BATCH);
         loop {
             let received = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                received = self.consumer.recv() => received.map(|m| m.detach()),
+                received = consumer.recv() => received.map(|m| m.detach()),
             };
-            let message = match received {
-                Ok(message) => message,
+            match received {
+                Ok(message) => batch.push(message),
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
-            };
-            let event = if message.topic() == posts {
-                PostCreated::decode(message.payload().unwrap_or_default()).map(Event::Post)
-            } else {
-                FollowChanged::decode(message.payload().unwrap_or_default()).map(Event::Follow)
-            };
-            let done = match event {
-                Ok(event) => self.apply_with_retries(&event).await,
-                Err(e) => self.dead_letter(&message, &e.to_string()).await,
+            }
+            // Everything already fetched joins the batch, without waiting for more.
+            while batch.len() < MAX_BATCH {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message.detach()),
+                    _ => break,
+                }
+            }
+            let done = match stream {
+                Stream::Posts => self.apply_posts(&batch).await,
+                Stream::Follows => self.apply_follows(&batch).await,
             };
             if !done {
                 break;
             }
-            let mut list = TopicPartitionList::new();
-            let _ = list.add_partition_offset(
-                message.topic(),
-                message.partition(),
-                Offset::Offset(message.offset() + 1),
-            );
-            if let Err(e) = self.consumer.store_offsets(&list) {
-                tracing::debug!(error = %e, "offset not stored (partition revoked)");
-            }
+            store_offsets(&consumer, &batch);
+            batch.clear();
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             Err(e) => tracing::debug!(error = %e, "final commit"),
         }
-        self.consumer.unsubscribe();
-        tracing::info!("fanout stopped");
+        consumer.unsubscribe();
+        tracing::info!(%topic, "fanout stopped");
         Ok(())
     }
 
-    /// Applies an event, retrying Redis failures with backoff. Returns false only when asked to
-    /// stop before the event could be applied.
-    async fn apply_with_retries(&self, event: &Event) -> bool {
+    /// Fans out a batch of posts, a few authors at once. Returns false only when asked to stop
+    /// before every post was applied.
+    async fn apply_posts(&self, batch: &[OwnedMessage]) -> bool {
+        let posts: Vec<_> = batch
+            .iter()
+            .map(|message| self.apply_one_post(message))
+            .collect();
+        let applied = futures::stream::iter(posts)
+            .buffer_unordered(POSTS_IN_FLIGHT)
+            .fold(true, |all, done| async move { all && done })
+            .await;
+        applied && !self.shutdown.is_cancelled()
+    }
+
+    async fn apply_one_post(&self, message: &OwnedMessage) -> bool {
+        match PostCreated::decode(message.payload().unwrap_or_default()) {
+            Ok(post) => self.with_retries(|| self.apply_post(&post)).await,
+            Err(e) => {
+                self.dead_letter(message, Stream::Posts, &e.to_string())
+                    .await
+            }
+        }
+    }
+
+    /// Applies a batch of follow changes together; unreadable ones are dead-lettered first.
+    async fn apply_follows(&self, batch: &[OwnedMessage]) -> bool {
+        let mut changes = Vec::with_capacity(batch.len());
+        for message in batch {
+            match FollowChanged::decode(message.payload().unwrap_or_default()) {
+                Ok(change) => changes.push(change),
+                Err(e) => {
+                    if !self
+                        .dead_letter(message, Stream::Follows, &e.to_string())
+                        .await
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.with_retries(|| async {
+            let applied = self.graph.apply_follows(&changes).await?;
+            let counts = &self.metrics.follow_changes;
+            counts
+                .with_label_values(&["follow"])
+                .inc_by(applied.follows);
+            counts
+                .with_label_values(&["unfollow"])
+                .inc_by(applied.unfollows);
+            self.metrics.follow_batch_size.observe(changes.len() as f64);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `write` until it succeeds, backing off while Redis fails. Returns false only when
+    /// asked to stop first.
+    async fn with_retries<F, Fut>(&self, write: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<()>>,
+    {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let result = match event {
-                Event::Post(post) => self.apply_post(post).await,
-                Event::Follow(change) => self.graph.apply_follow(change).await.map(|()| {
-                    let action = match change.action {
-                        FollowAction::Follow => "follow",
-                        FollowAction::Unfollow => "unfollow",
-                    };
-                    self.metrics
-                        .follow_changes
-                        .with_label_values(&[action])
-                        .inc();
-                }),
-            };
-            match result {
+            match write().await {
                 Ok(()) => return true,
                 Err(e) => {
                     self.metrics.redis_retries.inc();
@@ -174,12 +251,8 @@ impl Processor {
     }
 
     /// An event that cannot be read goes, bytes intact, to `<topic>.dlq`; the processor moves on.
-    async fn dead_letter(&self, message: &OwnedMessage, error: &str) -> bool {
-        let event = if message.topic() == self.topics.posts() {
-            "post"
-        } else {
-            "follow"
-        };
+    async fn dead_letter(&self, message: &OwnedMessage, stream: Stream, error: &str) -> bool {
+        let event = stream.event();
         tracing::warn!(topic = message.topic(), offset = message.offset(), %error, "unreadable social event; dead-lettering");
         let topic = format!("{}.dlq", message.topic());
         let (partition, offset, dead_at) = (
@@ -224,5 +297,23 @@ impl Processor {
                 }
             }
         }
+    }
+}
+
+/// Stores, per partition, the offset after the batch's last record there.
+fn store_offsets(consumer: &FanoutConsumer, batch: &[OwnedMessage]) {
+    let mut next: std::collections::HashMap<(&str, i32), i64> = std::collections::HashMap::new();
+    for message in batch {
+        let entry = next
+            .entry((message.topic(), message.partition()))
+            .or_default();
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    if let Err(e) = consumer.store_offsets(&list) {
+        tracing::debug!(error = %e, "offsets not stored (partition revoked)");
     }
 }

@@ -13,26 +13,17 @@
 //! re-processing an event after a crash changes nothing: at-least-once delivery, exactly-once
 //! effect.
 
+use futures::{StreamExt, TryStreamExt};
 use redis::{AsyncCommands, RedisResult, Script};
 use sluice_core::config::SocialConfig;
 use sluice_core::redis_conn::RedisConn;
 
-use crate::events::{FollowAction, FollowChanged, PostCreated};
+use crate::events::PostCreated;
 
-/// Adds one entry to many feeds, trimming each to the cap. One script call per batch of
-/// followers: one round trip, and no second command per follower for the trim.
-const PUSH_ONE_TO_MANY: &str = r"
-local cap = tonumber(ARGV[3])
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, ARGV[1], ARGV[2])
-  if redis.call('ZCARD', key) > cap then
-    redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
-  end
-end
-return #KEYS";
-
-/// Adds many entries (score, member pairs in ARGV[2..]) to each feed in KEYS, trimming to ARGV[1].
-const PUSH_MANY_TO_MANY: &str = r"
+/// Adds entries (score, member pairs in ARGV[2..]) to each feed in KEYS, trimming each to
+/// ARGV[1]: one round trip for a batch of feeds, and no second command per feed for the trim.
+/// On a Redis Cluster every call's keys share one hash slot.
+const PUSH_TO_FEEDS: &str = r"
 local cap = tonumber(ARGV[1])
 for _, key in ipairs(KEYS) do
   for i = 2, #ARGV, 2 do
@@ -43,6 +34,10 @@ for _, key in ipairs(KEYS) do
   end
 end
 return #KEYS";
+
+/// Script calls of one push in flight at once: enough to hide the round trips, few enough that
+/// a huge fan-out does not queue thousands of calls ahead of everyone else's reads.
+const PUSHES_IN_FLIGHT: usize = 4;
 
 /// How a post was distributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,129 +105,58 @@ impl Graph {
     /// Stores the post and its author's recent-posts entry, then pushes it to every follower's
     /// feed unless the author is a celebrity. Returns the mode and the feeds written.
     pub async fn apply_post(&self, post: &PostCreated) -> RedisResult<(Mode, u64)> {
-        let mut redis = self.redis.clone();
         let author_posts = self.author_posts_key(&post.author_id);
-        let (is_celebrity,): (bool,) = redis::pipe()
-            .hset_multiple(
-                self.post_key(&post.post_id),
-                &[
-                    ("post_id", post.post_id.as_str()),
-                    ("author_id", post.author_id.as_str()),
-                    ("text", post.text.as_str()),
-                    ("created_at", &post.created_at.to_string()),
-                ],
-            )
-            .ignore()
-            .zadd(&author_posts, &post.post_id, post.created_at)
-            .ignore()
-            .zremrangebyrank(
-                &author_posts,
-                0,
-                -(self.config.author_posts_cap as isize) - 1,
-            )
-            .ignore()
+        let mut body = redis::cmd("HSET");
+        body.arg(self.post_key(&post.post_id))
+            .arg("post_id")
+            .arg(&post.post_id)
+            .arg("author_id")
+            .arg(&post.author_id)
+            .arg("text")
+            .arg(&post.text)
+            .arg("created_at")
+            .arg(post.created_at);
+        let mut listed = redis::cmd("ZADD");
+        listed
+            .arg(&author_posts)
+            .arg(post.created_at)
+            .arg(&post.post_id);
+        let mut trimmed = redis::cmd("ZREMRANGEBYRANK");
+        trimmed
+            .arg(&author_posts)
+            .arg(0)
+            .arg(-(self.config.author_posts_cap as i64) - 1);
+        self.redis
+            .pipeline_by_key(vec![
+                (self.post_key(&post.post_id), body),
+                (author_posts.clone(), listed),
+                (author_posts, trimmed),
+            ])
+            .await?;
+        // Asked only once the post is listed (on a cluster the pipelines above run side by side):
+        // an author leaving the pull set copies their listed posts after leaving it, so a post
+        // that was judged pulled is always among those copied.
+        let is_celebrity: bool = self
+            .redis
+            .clone()
             .sismember(self.celebrities_key(), &post.author_id)
-            .query_async(&mut redis)
             .await?;
         if is_celebrity {
             return Ok((Mode::Pull, 0));
         }
-        let member = feed_member(&post.post_id, &post.author_id);
-        let script = Script::new(PUSH_ONE_TO_MANY);
+        let entry = [(post.created_at, feed_member(&post.post_id, &post.author_id))];
         let delivered = self
-            .for_each_follower_batch(&post.author_id, |keys| {
-                let mut invocation = script.prepare_invoke();
-                for key in keys {
-                    invocation.key(key);
-                }
-                invocation
-                    .arg(post.created_at)
-                    .arg(&member)
-                    .arg(self.config.feed_cap);
-                let mut redis = redis.clone();
-                async move { invocation.invoke_async::<u64>(&mut redis).await }
-            })
+            .for_each_follower_batch(&post.author_id, |feeds| self.push_entries(feeds, &entry))
             .await?;
         Ok((Mode::Push, delivered))
     }
 
-    /// Applies a follow or an unfollow: the graph both ways, the new follower's backfill or the
-    /// old follower's cleanup, and the author's mode when the change crosses the threshold.
-    pub async fn apply_follow(&self, change: &FollowChanged) -> RedisResult<()> {
-        let mut redis = self.redis.clone();
-        let (follower, followee) = (&change.follower_id, &change.followee_id);
-        let followers = self.followers_key(followee);
-        let following = self.following_key(follower);
-        let mut pipe = redis::pipe();
-        match change.action {
-            FollowAction::Follow => pipe
-                .sadd(&followers, follower)
-                .ignore()
-                .sadd(&following, followee)
-                .ignore(),
-            FollowAction::Unfollow => pipe
-                .srem(&followers, follower)
-                .ignore()
-                .srem(&following, followee)
-                .ignore(),
-        };
-        let (count, was_celebrity): (u64, bool) = pipe
-            .scard(&followers)
-            .sismember(self.celebrities_key(), followee)
-            .query_async(&mut redis)
-            .await?;
-        let is_celebrity = count >= self.config.celebrity_threshold;
-
-        match change.action {
-            // A pull author's posts are merged on read; a push author's recent posts are copied
-            // so the new follower sees them without waiting for a new post.
-            FollowAction::Follow if !was_celebrity => {
-                let recent = self
-                    .recent_entries(followee, self.config.backfill_posts)
-                    .await?;
-                self.push_entries(&[self.feed_key(follower)], &recent)
-                    .await?;
-            }
-            FollowAction::Follow => {}
-            FollowAction::Unfollow => {
-                let members: Vec<String> =
-                    redis.zrange(self.author_posts_key(followee), 0, -1).await?;
-                if !members.is_empty() {
-                    let entries: Vec<String> =
-                        members.iter().map(|id| feed_member(id, followee)).collect();
-                    let _: () = redis.zrem(self.feed_key(follower), entries).await?;
-                }
-            }
-        }
-        // The follower expects to see the change on their next read, not after the cache expires.
-        let _: () = redis.del(self.feed_cache_key(follower)).await?;
-
-        if is_celebrity && !was_celebrity {
-            let _: () = redis.sadd(self.celebrities_key(), followee).await?;
-            tracing::info!(author = %followee, followers = count, "author became a celebrity: pulled on read from now on");
-        } else if !is_celebrity && was_celebrity {
-            // Before leaving the pull set, copy the author's recent posts into every follower's
-            // feed: once the author is no longer merged on read they must be there already.
-            let recent = self.recent_entries(followee, self.config.feed_cap).await?;
-            let copied = self
-                .for_each_follower_batch(followee, |keys| {
-                    let this = self.clone();
-                    let recent = recent.clone();
-                    async move {
-                        this.push_entries(&keys, &recent)
-                            .await
-                            .map(|()| keys.len() as u64)
-                    }
-                })
-                .await?;
-            let _: () = redis.srem(self.celebrities_key(), followee).await?;
-            tracing::info!(author = %followee, followers = count, feeds = copied, "author fell below the threshold: pushed on write from now on");
-        }
-        Ok(())
-    }
-
     /// The newest `n` posts of an author as (score, feed member) pairs.
-    async fn recent_entries(&self, author: &str, n: usize) -> RedisResult<Vec<(i64, String)>> {
+    pub(crate) async fn recent_entries(
+        &self,
+        author: &str,
+        n: usize,
+    ) -> RedisResult<Vec<(i64, String)>> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -247,56 +171,98 @@ impl Graph {
             .collect())
     }
 
-    async fn push_entries(&self, feeds: &[String], entries: &[(i64, String)]) -> RedisResult<()> {
+    /// Adds `entries` to every feed in `feeds`, trimming each to the cap: one script call per
+    /// `batch_size` feeds of one hash slot, a few calls in flight at once. Returns the feeds
+    /// written.
+    pub(crate) async fn push_entries(
+        &self,
+        feeds: Vec<String>,
+        entries: &[(i64, String)],
+    ) -> RedisResult<u64> {
         if feeds.is_empty() || entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let script = Script::new(PUSH_MANY_TO_MANY);
-        let mut invocation = script.prepare_invoke();
-        for feed in feeds {
-            invocation.key(feed);
-        }
-        invocation.arg(self.config.feed_cap);
-        for (score, member) in entries {
-            invocation.arg(*score).arg(member);
-        }
-        invocation
-            .invoke_async::<u64>(&mut self.redis.clone())
-            .await
-            .map(|_| ())
+        let script = Script::new(PUSH_TO_FEEDS);
+        let batch_size = self.config.batch_size.max(1);
+        let calls: Vec<Vec<String>> = self
+            .redis
+            .slot_groups(feeds)
+            .groups
+            .into_iter()
+            .flat_map(|group| {
+                let mut group = group.into_iter().peekable();
+                std::iter::from_fn(move || {
+                    group.peek()?;
+                    Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
+                })
+            })
+            .collect();
+        let written = futures::stream::iter(calls)
+            .map(|keys| {
+                let mut invocation = script.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                invocation.arg(self.config.feed_cap);
+                for (score, member) in entries {
+                    invocation.arg(*score).arg(member);
+                }
+                let mut redis = self.redis.clone();
+                async move {
+                    let written = invocation.invoke_async::<u64>(&mut redis).await?;
+                    if !self.config.batch_pause.is_zero() {
+                        tokio::time::sleep(self.config.batch_pause).await;
+                    }
+                    Ok::<u64, redis::RedisError>(written)
+                }
+            })
+            .buffer_unordered(if self.config.batch_pause.is_zero() {
+                PUSHES_IN_FLIGHT
+            } else {
+                1
+            })
+            .try_fold(0u64, |total, written| async move { Ok(total + written) })
+            .await?;
+        Ok(written)
     }
 
-    /// Calls `write` with the feed keys of the author's followers, `batch_size` at a time,
-    /// iterating with SSCAN so a huge follower set is never loaded in one command.
-    async fn for_each_follower_batch<F, Fut>(&self, author: &str, mut write: F) -> RedisResult<u64>
+    /// Calls `write` with the feed keys of the author's followers, a page at a time, iterating
+    /// with SSCAN so a huge follower set is never loaded in one command; the next page is read
+    /// while the previous one is written.
+    pub(crate) async fn for_each_follower_batch<'a, F, Fut>(
+        &self,
+        author: &str,
+        write: F,
+    ) -> RedisResult<u64>
     where
-        F: FnMut(Vec<String>) -> Fut,
-        Fut: std::future::Future<Output = RedisResult<u64>>,
+        F: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<u64>> + 'a,
     {
-        let mut redis = self.redis.clone();
         let key = self.followers_key(author);
-        let (mut cursor, mut written, mut pending) = (0u64, 0u64, Vec::new());
+        let page_size = self.config.batch_size.max(1) * PUSHES_IN_FLIGHT;
+        let scan = |cursor: u64| {
+            let mut redis = self.redis.clone();
+            let key = key.clone();
+            async move {
+                redis::cmd("SSCAN")
+                    .arg(&key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(page_size)
+                    .query_async::<(u64, Vec<String>)>(&mut redis)
+                    .await
+            }
+        };
+        let (mut cursor, mut followers) = scan(0).await?;
+        let mut written = 0;
         loop {
-            let (next, followers): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg(&key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(self.config.batch_size)
-                .query_async(&mut redis)
-                .await?;
-            pending.extend(followers.iter().map(|f| self.feed_key(f)));
-            cursor = next;
-            while pending.len() >= self.config.batch_size || (cursor == 0 && !pending.is_empty()) {
-                let take = pending.len().min(self.config.batch_size);
-                let batch: Vec<String> = pending.drain(..take).collect();
-                written += write(batch).await?;
-                if !self.config.batch_pause.is_zero() {
-                    tokio::time::sleep(self.config.batch_pause).await;
-                }
-            }
+            let feeds: Vec<String> = followers.iter().map(|f| self.feed_key(f)).collect();
             if cursor == 0 {
-                return Ok(written);
+                return Ok(written + write(feeds).await?);
             }
+            let (wrote, next) = tokio::try_join!(write(feeds), scan(cursor))?;
+            written += wrote;
+            (cursor, followers) = next;
         }
     }
 }

@@ -6,5 +6,6 @@
 //! docs/architecture.md §8 has the whole model.
 
 pub mod events;
+pub mod follows;
 pub mod graph;
 pub mod read;

@@ -44,14 +44,37 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
     }
 
     // Round trip 1: the materialized feed (twice the limit, in case some entries are filtered
-    // out below), whom the user follows, and which of those are pulled on read.
-    let (feed, following, celebrities): (Vec<(String, i64)>, Vec<String>, Vec<String>) =
-        redis::pipe()
-            .zrevrange_withscores(graph.feed_key(user), 0, (2 * limit) as isize - 1)
-            .smembers(graph.following_key(user))
-            .sinter(&[graph.following_key(user), graph.celebrities_key()])
+    // out below) and whom the user follows. Round trip 2: which of those are pulled on read.
+    let feed_key = graph.feed_key(user);
+    let following_key = graph.following_key(user);
+    let mut feed_range = redis::cmd("ZREVRANGE");
+    feed_range
+        .arg(&feed_key)
+        .arg(0)
+        .arg(2 * limit as i64 - 1)
+        .arg("WITHSCORES");
+    let mut members = redis::cmd("SMEMBERS");
+    members.arg(&following_key);
+    let answers = redis
+        .pipeline_by_key(vec![(feed_key, feed_range), (following_key, members)])
+        .await?;
+    let feed: Vec<(String, i64)> = redis::from_redis_value(&answers[0])?;
+    let following: Vec<String> = redis::from_redis_value(&answers[1])?;
+    let celebrities: Vec<String> = if following.is_empty() {
+        Vec::new()
+    } else {
+        let pulled: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(graph.celebrities_key())
+            .arg(&following)
             .query_async(&mut redis)
             .await?;
+        following
+            .iter()
+            .zip(pulled)
+            .filter(|(_, pulled)| *pulled)
+            .map(|(author, _)| author.clone())
+            .collect()
+    };
     let following: HashSet<String> = following.into_iter().collect();
 
     // Candidates: (created_at, post_id, author_id).
@@ -63,14 +86,24 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
         })
         .collect();
 
-    // Round trip 2: the celebrities' recent posts.
+    // Round trip 3: the celebrities' recent posts.
     if !celebrities.is_empty() {
-        let mut pipe = redis::pipe();
-        for celebrity in &celebrities {
-            pipe.zrevrange_withscores(graph.author_posts_key(celebrity), 0, limit as isize - 1);
-        }
-        let pulled: Vec<Vec<(String, i64)>> = pipe.query_async(&mut redis).await?;
+        let queries = celebrities
+            .iter()
+            .map(|celebrity| {
+                let key = graph.author_posts_key(celebrity);
+                let mut range = redis::cmd("ZREVRANGE");
+                range
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .arg("WITHSCORES");
+                (key, range)
+            })
+            .collect();
+        let pulled = redis.pipeline_by_key(queries).await?;
         for (celebrity, posts) in celebrities.iter().zip(pulled) {
+            let posts: Vec<(String, i64)> = redis::from_redis_value(&posts)?;
             candidates.extend(
                 posts
                     .into_iter()
@@ -87,15 +120,21 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
     candidates.retain(|(_, id, _)| seen.insert(id.clone()));
     candidates.truncate(limit);
 
-    // Round trip 3: the bodies, all at once. A post whose body is gone is skipped.
+    // Round trip 4: the bodies, all at once. A post whose body is gone is skipped.
     let mut posts = Vec::with_capacity(candidates.len());
     if !candidates.is_empty() {
-        let mut pipe = redis::pipe();
-        for (_, id, _) in &candidates {
-            pipe.hgetall(graph.post_key(id));
-        }
-        let bodies: Vec<HashMap<String, String>> = pipe.query_async(&mut redis).await?;
+        let queries = candidates
+            .iter()
+            .map(|(_, id, _)| {
+                let key = graph.post_key(id);
+                let mut body = redis::cmd("HGETALL");
+                body.arg(&key);
+                (key, body)
+            })
+            .collect();
+        let bodies = redis.pipeline_by_key(queries).await?;
         for ((created_at, post_id, author_id), body) in candidates.into_iter().zip(bodies) {
+            let body: HashMap<String, String> = redis::from_redis_value(&body)?;
             if let Some(text) = body.get("text") {
                 posts.push(FeedPost {
                     post_id,

@@ -170,9 +170,11 @@ impl StatsReader {
                 },
             );
         }
-        let fanout_group = format!("{}sluice.fanout", self.config.topics.prefix);
-        for topic in [self.topics.posts(), self.topics.follows()] {
-            let lag = self.topic_lag(&fanout_group, &topic, true)?;
+        for (topic, group) in [
+            (self.topics.posts(), self.topics.posts_group()),
+            (self.topics.follows(), self.topics.follows_group()),
+        ] {
+            let lag = self.topic_lag(&group, &topic, true)?;
             topics.insert(topic, lag);
         }
         Ok(QueueStats {
