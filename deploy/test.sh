@@ -6,11 +6,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 was_up="$(deploy/env.sh status || true)"
+was_up+=$'\n'"$(deploy/redis-cluster.sh status || true)"
 stop_after() {
   local rc=$?
   if [[ $was_up != *"kafka: up"* ]]; then deploy/env.sh kafka-stop || true; fi
   if [[ $was_up != *"redis: up"* ]]; then deploy/env.sh redis-stop || true; fi
   if [[ $was_up != *"mailpit: up"* ]]; then deploy/env.sh mailpit-stop || true; fi
+  if [[ $was_up != *"redis-cluster: up"* ]]; then deploy/redis-cluster.sh down || true; fi
   exit "$rc"
 }
 trap stop_after EXIT
@@ -18,6 +20,7 @@ trap stop_after EXIT
 # Prometheus config, alert rules (with their unit tests) and the dashboard, checked by promtool.
 deploy/check-monitoring.sh
 deploy/env.sh up
+deploy/redis-cluster.sh up
 # The OpenAPI validator and the schema-driven fuzzer the api's tests run.
 deploy/pytools.sh
 # The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.

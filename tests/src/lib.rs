@@ -4,7 +4,10 @@
 //! run in parallel without seeing each other's records.
 
 pub mod receiver;
+pub mod redis_cluster;
 pub mod s3;
+
+pub use redis_cluster::REDIS_CLUSTER_URL;
 
 use std::{
     future::Future,
@@ -274,6 +277,7 @@ impl TestEnv {
                 "SLUICE__REDIS__KEY_PREFIX".into(),
                 self.config.redis.key_prefix.clone(),
             ),
+            ("SLUICE__REDIS__URL".into(), self.config.redis.url.clone()),
             (
                 "SLUICE__KINDS__WEBHOOK__SECRET".into(),
                 WEBHOOK_SECRET.into(),

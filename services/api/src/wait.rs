@@ -78,10 +78,15 @@ impl JobWaiters {
 
     /// Listens on `channel` until `shutdown`, reconnecting after Redis errors.
     pub async fn listen(self, redis: RedisConfig, channel: String, shutdown: CancellationToken) {
-        loop {
+        // A Redis Cluster delivers a PUBLISH to subscribers on every node, so any one node will
+        // do: the first seed, and the next one each time a subscription is lost.
+        let urls = sluice_core::redis_conn::cluster_seeds(&redis.url)
+            .filter(|seeds| !seeds.is_empty())
+            .unwrap_or_else(|| vec![redis.url.clone()]);
+        for url in urls.iter().cycle() {
             let listened = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                result = self.listen_once(&redis, &channel) => result,
+                result = self.listen_once(url, &channel) => result,
             };
             if let Err(e) = listened {
                 tracing::debug!(error = %e, "job-final subscription lost; reconnecting");
@@ -98,13 +103,8 @@ impl JobWaiters {
         }
     }
 
-    async fn listen_once(&self, redis: &RedisConfig, channel: &str) -> redis::RedisResult<()> {
-        // A cluster delivers a PUBLISH to subscribers on every node, so any one seed will do.
-        let url = match sluice_core::redis_conn::cluster_seeds(&redis.url) {
-            Some(seeds) => seeds.into_iter().next().unwrap_or_default(),
-            None => redis.url.clone(),
-        };
-        let client = redis::Client::open(url.as_str())?;
+    async fn listen_once(&self, url: &str, channel: &str) -> redis::RedisResult<()> {
+        let client = redis::Client::open(url)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();

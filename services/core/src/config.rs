@@ -88,7 +88,10 @@ impl Default for KafkaConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Default: the local Redis of `make env-up`.
+    /// A single Redis, `redis://[user:pass@]host:port[/db]`, or a Redis Cluster,
+    /// `redis+cluster://[user:pass@]host1:port1,host2:port2,…`: seed nodes (any reachable one is
+    /// enough; the rest is discovered, and credentials apply to every node). Default: the local
+    /// Redis of `make env-up`.
     pub url: String,
     /// Prepended to every key sluice writes, so several deployments (or tests) share one Redis.
     /// Default `sluice:`.
@@ -389,6 +392,12 @@ impl Config {
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return invalid("kafka.bootstrap_servers", "must not be empty");
         }
+        if crate::redis_conn::cluster_seeds(&self.redis.url).is_some_and(|s| s.is_empty()) {
+            return invalid(
+                "redis.url",
+                "a redis+cluster:// URL lists at least one seed node, host:port",
+            );
+        }
         if self.topics.partitions < 1 {
             return invalid("topics.partitions", "must be at least 1");
         }
@@ -484,6 +493,16 @@ mod tests {
         assert!(unknown.to_string().contains("listen_addr"), "{unknown}");
         let bad = Config::from_toml("[topics]\npartitions = 0").unwrap_err();
         assert!(bad.to_string().contains("topics.partitions"), "{bad}");
+    }
+
+    #[test]
+    fn a_cluster_url_needs_a_seed() {
+        let config =
+            Config::from_toml("[redis]\nurl = \"redis+cluster://10.0.0.1:6379,10.0.0.2:6379\"")
+                .unwrap();
+        assert!(config.redis.url.starts_with("redis+cluster://"));
+        let empty = Config::from_toml("[redis]\nurl = \"redis+cluster:// , \"").unwrap_err();
+        assert!(empty.to_string().contains("redis.url"), "{empty}");
     }
 
     #[test]

@@ -29,15 +29,21 @@ pub enum RedisConn {
 }
 
 /// The seed nodes of a `redis+cluster://` URL, as `redis://` URLs; `None` for a single Redis.
+/// Credentials written once before the hosts (`redis+cluster://user:pass@h1:p1,h2:p2`) apply to
+/// every node.
 pub fn cluster_seeds(url: &str) -> Option<Vec<String>> {
     let rest = url.strip_prefix(CLUSTER_SCHEME)?;
-    let hosts = rest.split('/').next().unwrap_or_default();
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.split('/').next().unwrap_or_default();
     Some(
         hosts
             .split(',')
             .map(str::trim)
             .filter(|seed| !seed.is_empty())
-            .map(|seed| format!("redis://{seed}"))
+            .map(|seed| format!("redis://{auth}{seed}"))
             .collect(),
     )
 }
@@ -211,6 +217,13 @@ mod tests {
             Some(vec![
                 "redis://127.0.0.1:7001".to_owned(),
                 "redis://127.0.0.1:7002".to_owned()
+            ])
+        );
+        assert_eq!(
+            cluster_seeds("redis+cluster://app:s3cret@10.0.0.1:6379,10.0.0.2:6379"),
+            Some(vec![
+                "redis://app:s3cret@10.0.0.1:6379".to_owned(),
+                "redis://app:s3cret@10.0.0.2:6379".to_owned()
             ])
         );
     }

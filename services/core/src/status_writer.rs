@@ -134,7 +134,7 @@ impl StatusWriter {
 async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = write(&store, pipelines(&store, &batch)).await;
+        let result = write(&store, commands(&store, &batch)).await;
         if let Err(e) = &result {
             // Once per batch, not per job: the jobs go on, only their status is missing.
             tracing::warn!(error = %e, jobs = batch.len(), "job status write failed");
@@ -153,10 +153,18 @@ async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>)
     }
 }
 
+/// A batch's Redis commands: the status writes, and the notice of the jobs that became final,
+/// sent once every write is done (so a waiter that hears it reads them).
+#[derive(Default)]
+struct Commands {
+    writes: Vec<redis::Pipeline>,
+    notice: Option<redis::Pipeline>,
+}
+
 /// One pipeline for the batch (one per hash slot on a Redis Cluster): only the last update of
 /// each job in it is written (each carries every field; `running` followed by `succeeded` is one
 /// write), and one notification names every job that became final.
-fn pipelines(store: &StatusStore, batch: &[Queued]) -> Vec<redis::Pipeline> {
+fn commands(store: &StatusStore, batch: &[Queued]) -> Commands {
     let updates: Vec<&StatusUpdate> = batch
         .iter()
         .filter_map(|queued| match queued {
@@ -165,7 +173,7 @@ fn pipelines(store: &StatusStore, batch: &[Queued]) -> Vec<redis::Pipeline> {
         })
         .collect();
     if updates.is_empty() {
-        return Vec::new();
+        return Commands::default();
     }
     // Hashed per update: foldhash rather than SipHash (no untrusted input decides the keys'
     // count here, one batch at most).
@@ -185,10 +193,9 @@ fn pipelines(store: &StatusStore, batch: &[Queued]) -> Vec<redis::Pipeline> {
         .collect();
     let mut scratch = Vec::with_capacity(256);
     let now = crate::headers::now_millis();
-    let groups = SlotGroups::new(store.connection().is_cluster(), latest, |update| {
-        store.key_slot(&update.job_id)
-    });
-    let mut pipes: Vec<redis::Pipeline> = groups
+    let cluster = store.connection().is_cluster();
+    let groups = SlotGroups::new(cluster, latest, |update| store.key_slot(&update.job_id));
+    let mut writes: Vec<redis::Pipeline> = groups
         .groups
         .iter()
         .map(|group| {
@@ -199,30 +206,42 @@ fn pipelines(store: &StatusStore, batch: &[Queued]) -> Vec<redis::Pipeline> {
             pipe
         })
         .collect();
-    // The notice goes after the writes it announces, so a waiter that hears it reads them: in the
-    // same pipeline on a single Redis, as a last pipeline of its own once the others are written
-    // on a cluster (whose pipelines run side by side).
-    if !finals.is_empty() {
-        if pipes.len() > 1 {
-            pipes.push(redis::pipe());
-        }
-        if let Some(last) = pipes.last_mut() {
-            store.add_final_notice(last, &finals);
-        }
+    if finals.is_empty() {
+        return Commands {
+            writes,
+            notice: None,
+        };
     }
-    pipes
+    // A single Redis runs the notice after the writes in the same pipeline. On a cluster it is a
+    // pipeline of its own, sent after the per-slot pipelines (which run side by side) answered;
+    // even one slot's pipeline cannot carry it, as the cluster client routes PUBLISH by its
+    // channel's slot and refuses a pipeline that spans two slots.
+    if cluster {
+        let mut notice = redis::pipe();
+        store.add_final_notice(&mut notice, &finals);
+        return Commands {
+            writes,
+            notice: Some(notice),
+        };
+    }
+    if let Some(pipe) = writes.last_mut() {
+        store.add_final_notice(pipe, &finals);
+    }
+    Commands {
+        writes,
+        notice: None,
+    }
 }
 
-async fn write(store: &StatusStore, mut pipes: Vec<redis::Pipeline>) -> Result<(), WriteError> {
+async fn write(store: &StatusStore, commands: Commands) -> Result<(), WriteError> {
     let connection = store.connection();
     let query = async {
-        let last = pipes.pop();
-        futures::future::try_join_all(pipes.iter().map(|pipe| {
+        futures::future::try_join_all(commands.writes.iter().map(|pipe| {
             let mut connection = connection.clone();
             async move { pipe.query_async::<()>(&mut connection).await }
         }))
         .await?;
-        match last {
+        match commands.notice {
             Some(pipe) => pipe.query_async::<()>(&mut connection.clone()).await,
             None => Ok(()),
         }
