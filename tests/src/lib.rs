@@ -73,9 +73,6 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// The 3-master Redis Cluster `deploy/redis-cluster.sh up` starts on loopback.
-pub const REDIS_CLUSTER_URL: &str = "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
-
 /// One test's private slice of the shared broker and Redis.
 pub struct TestEnv {
     pub id: String,

@@ -6,11 +6,7 @@ use sluice_core::Config;
 use sluice_tests::TestEnv;
 
 async fn env_with(adjust: impl FnOnce(&mut Config)) -> TestEnv {
-    TestEnv::with_config(|config| {
-        config.redis.url = sluice_tests::REDIS_CLUSTER_URL.to_owned();
-        adjust(config);
-    })
-    .await
+    TestEnv::on_redis_cluster_with(adjust).await
 }
 
 include!("fanout_cases/mod.rs");
