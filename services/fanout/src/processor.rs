@@ -106,21 +106,28 @@ impl Processor {
         {
             return Ok(());
         }
-        let (posts, follows) = tokio::join!(
-            self.consume(posts, Stream::Posts),
-            self.consume(follows, Stream::Follows)
-        );
-        posts.and(follows)
+        // Tasks of their own: a big follow batch being built never delays a post on this thread.
+        let posts = tokio::spawn(self.clone().consume(posts, Stream::Posts));
+        let follows = tokio::spawn(self.clone().consume(follows, Stream::Follows));
+        let (posts, follows) = tokio::join!(posts, follows);
+        posts.context("the posts consumer panicked")??;
+        follows.context("the follows consumer panicked")?
     }
 
-    async fn consume(&self, consumer: FanoutConsumer, stream: Stream) -> anyhow::Result<()> {
+    async fn consume(
+        self: Arc<Self>,
+        consumer: FanoutConsumer,
+        stream: Stream,
+    ) -> anyhow::Result<()> {
         let topic = match stream {
             Stream::Posts => self.topics.posts(),
             Stream::Follows => self.topics.follows(),
         };
-        consumer
-            .subscribe(&[&topic])
-            .with_context(|| format!("subscribing to {topic}"))?;
+        if let Err(e) = consumer.subscribe(&[&topic]) {
+            // The other consumer stops too: the role fails as a whole.
+            self.shutdown.cancel();
+            return Err(e).with_context(|| format!("subscribing to {topic}"));
+        }
         tracing::info!(%topic, "fanout consuming");
         let mut batch: Vec<OwnedMessage> = Vec::with_capacity(MAX_BATCH);
         loop {
