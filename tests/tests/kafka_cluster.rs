@@ -54,6 +54,22 @@ impl Drop for RestartOnDrop {
     }
 }
 
+/// Starts `sluice <args>` with its log in a file (named in the test's output): the WARN lines
+/// of a broker dying would drown the test's own output.
+fn spawn_logged(env: &TestEnv, role: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
+    let path = std::env::temp_dir().join(format!("sluice-kafka-cluster-{}-{role}.log", env.id));
+    println!("{role} log: {}", path.display());
+    let log = std::fs::File::create(&path).unwrap();
+    Command::new(sluice_binary())
+        .args(args)
+        .envs(env.env_vars())
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the sluice binary starts")
+}
+
 fn job_body(source: &str, i: usize) -> String {
     let fail = usize::from(i % FAILING_EVERY == 0);
     format!(r#"{{"payload":"{source}-{i}","fail_attempts":{fail}}}"#)
@@ -95,15 +111,22 @@ async fn a_partition_leader_killed_mid_run_loses_no_accepted_job() {
     );
 
     let worker_metrics = format!("127.0.0.1:{}", free_port());
-    let mut worker = Reaped(env.spawn_sluice_with(
+    let mut worker = Reaped(spawn_logged(
+        &env,
+        "worker",
         &["worker", "--kinds", "noop"],
-        &[("SLUICE__WORKER__METRICS_LISTEN", worker_metrics.as_str())],
+        &[
+            ("SLUICE__WORKER__METRICS_LISTEN", worker_metrics.as_str()),
+            ("SLUICE__LOG__LEVEL", "info,sluice_worker=debug"),
+        ],
     ));
     let api_addr = format!("127.0.0.1:{}", free_port());
     // A publish bound above the cluster's failover time (6 s to fence a dead broker, then a
     // leader election): a request to a partition whose leader just died waits for the new
     // leader instead of answering 503.
-    let mut api = Reaped(env.spawn_sluice_with(
+    let mut api = Reaped(spawn_logged(
+        &env,
+        "api",
         &["api"],
         &[
             ("SLUICE__API__LISTEN", api_addr.as_str()),
