@@ -106,4 +106,25 @@ impl TestEnv {
             .expect("the topic's configuration");
         resource.get(key).and_then(|entry| entry.value.clone())
     }
+
+    /// This test's partitions (`topic[partition]`) whose ISR does not list `broker`, from one
+    /// metadata request.
+    pub fn partitions_without_in_sync(&self, broker: i32) -> Vec<String> {
+        let consumer = self.reader("sluice-test-reader");
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("metadata");
+        let mut lagging = Vec::new();
+        for topic in metadata.topics() {
+            if !topic.name().starts_with(&self.config.topics.prefix) {
+                continue;
+            }
+            for partition in topic.partitions() {
+                if !partition.isr().contains(&broker) {
+                    lagging.push(format!("{}[{}]", topic.name(), partition.id()));
+                }
+            }
+        }
+        lagging
+    }
 }

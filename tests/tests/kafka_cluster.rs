@@ -57,7 +57,7 @@ impl Drop for RestartOnDrop {
 /// Starts `sluice <args>` with its log in a file (named in the test's output): the WARN lines
 /// of a broker dying would drown the test's own output.
 fn spawn_logged(env: &TestEnv, role: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
-    let path = std::env::temp_dir().join(format!("sluice-kafka-cluster-{}-{role}.log", env.id));
+    let path = log_path(env, role);
     println!("{role} log: {}", path.display());
     let log = std::fs::File::create(&path).unwrap();
     Command::new(sluice_binary())
@@ -68,6 +68,11 @@ fn spawn_logged(env: &TestEnv, role: &str, args: &[&str], extra_env: &[(&str, &s
         .stderr(log)
         .spawn()
         .expect("the sluice binary starts")
+}
+
+/// Where `spawn_logged` writes a role's log (removed when the test passes).
+fn log_path(env: &TestEnv, role: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sluice-kafka-cluster-{}-{role}.log", env.id))
 }
 
 /// The broker coordinating `group`: the leader of its `__consumer_offsets` partition, which is
@@ -85,7 +90,7 @@ fn group_coordinator(env: &TestEnv, group: &str) -> i32 {
 }
 
 fn job_body(source: &str, i: usize) -> String {
-    let fail = usize::from(i % FAILING_EVERY == 0);
+    let fail = usize::from(i.is_multiple_of(FAILING_EVERY));
     format!(r#"{{"payload":"{source}-{i}","fail_attempts":{fail}}}"#)
 }
 
@@ -125,6 +130,7 @@ async fn a_partition_leader_killed_mid_run_loses_no_accepted_job() {
     );
 
     let worker_metrics = format!("127.0.0.1:{}", free_port());
+    let logs = [log_path(&env, "worker"), log_path(&env, "api")];
     let mut worker = Reaped(spawn_logged(
         &env,
         "worker",
@@ -343,7 +349,14 @@ async fn a_partition_leader_killed_mid_run_loses_no_accepted_job() {
     let jobs = payload_of.len() as u64;
     let failing = payload_of
         .values()
-        .filter(|p| p.rsplit('-').next().unwrap().parse::<usize>().unwrap() % FAILING_EVERY == 0)
+        .filter(|p| {
+            p.rsplit('-')
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+                .is_multiple_of(FAILING_EVERY)
+        })
         .count() as u64;
     println!(
         "all {jobs} jobs succeeded {:?} after the kill",
@@ -396,30 +409,26 @@ async fn a_partition_leader_killed_mid_run_loses_no_accepted_job() {
     let restart_at = Instant::now();
     tokio::task::block_in_place(|| cluster_script(&["start", &victim.to_string()]));
     restart_guard.0 = None;
-    let names: Vec<String> = env
-        .registry()
-        .topic_specs(&env.config)
-        .into_iter()
-        .map(|spec| spec.name)
-        .collect();
-    eventually(
-        &format!("broker {victim} to rejoin the ISR of every partition"),
-        Duration::from_secs(60),
-        || async {
-            names
-                .iter()
-                .all(|name| {
-                    env.replicas_and_isr(name)
-                        .iter()
-                        .all(|(_, isr)| isr.contains(&victim))
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lagging = env.partitions_without_in_sync(victim);
+        if lagging.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {victim} not back in the ISR of {} partitions 60 s after its start, e.g. {:?}",
+            lagging.len(),
+            &lagging[..lagging.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!(
         "broker {victim} back in every ISR {:?} after its restart began; test took {:?}",
         restart_at.elapsed(),
         started.elapsed()
     );
+    for log in logs {
+        let _ = std::fs::remove_file(log);
+    }
 }
