@@ -94,6 +94,43 @@ fn job_body(source: &str, i: usize) -> String {
     format!(r#"{{"payload":"{source}-{i}","fail_attempts":{fail}}}"#)
 }
 
+/// Every job record in `topic`: payload by job id, how many records repeated an id (by
+/// publisher: `cli` or `http`), and the record count.
+fn read_jobs(
+    env: &TestEnv,
+    topic: &str,
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<&'static str, usize>,
+    usize,
+) {
+    let mut payload_of = BTreeMap::new();
+    let mut twice: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let records = env.read_all(topic);
+    for record in &records {
+        let id = record
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == headers::JOB_ID))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .expect("every job record carries its id");
+        let value = SchemaRegistry::embedded()
+            .decode("noop", record.payload().unwrap())
+            .unwrap()
+            .value;
+        let payload = string_field(&value, "payload").unwrap().to_owned();
+        let source = if payload.starts_with("cli-") {
+            "cli"
+        } else {
+            "http"
+        };
+        if payload_of.insert(id, payload).is_some() {
+            *twice.entry(source).or_default() += 1;
+        }
+    }
+    (payload_of, twice, records.len())
+}
+
 /// `name{kind="noop",outcome="success"} 12` → 12 (0 if the line is not there yet).
 fn counter(metrics: &str, name: &str, outcome: &str) -> u64 {
     let wanted = format!(r#"{name}{{kind="noop",outcome="{outcome}"}} "#);
@@ -280,53 +317,36 @@ async fn a_partition_leader_killed_mid_run_loses_no_accepted_job() {
         run_start.elapsed()
     );
 
-    // What reached the jobs topic: every accepted job. Idempotent producers dedupe the sends
-    // librdkafka retries to the same producer epoch; a record whose request timed out can still
-    // be written twice once librdkafka bumps the epoch, so records seen twice are counted, by
-    // publisher, not failed on.
-    let mut payload_of: BTreeMap<String, String> = BTreeMap::new();
-    let mut twice: BTreeMap<&str, usize> = BTreeMap::new();
-    let records = env.read_all(&jobs_topic);
-    for record in &records {
-        let id = record
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == headers::JOB_ID))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .expect("every job record carries its id");
-        let value = SchemaRegistry::embedded()
-            .decode("noop", record.payload().unwrap())
-            .unwrap()
-            .value;
-        let payload = string_field(&value, "payload").unwrap().to_owned();
-        let source = if payload.starts_with("cli-") {
-            "cli"
-        } else {
-            "http"
-        };
-        if payload_of.insert(id, payload).is_some() {
-            *twice.entry(source).or_default() += 1;
+    // What reached the jobs topic: every accepted job. A record acknowledged by the dead leader
+    // becomes readable from the new one only once its high watermark passed it again (when the
+    // other follower caught up), so the topic is read until every accepted job is there, bounded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (payload_of, twice, records) = loop {
+        let read = read_jobs(&env, &jobs_topic);
+        let (payload_of, _, _) = &read;
+        let missing_http: Vec<&String> = accepted
+            .iter()
+            .filter(|id| !payload_of.contains_key(*id))
+            .collect();
+        let cli_found = payload_of
+            .values()
+            .filter(|p| p.starts_with("cli-"))
+            .count();
+        if missing_http.is_empty() && cli_found == CLI_JOBS {
+            break read;
         }
-    }
+        assert!(
+            Instant::now() < deadline,
+            "accepted jobs not in {jobs_topic} 60 s after publishing: {} of the 202s, e.g. {:?}; {} of {CLI_JOBS} acknowledged CLI jobs found",
+            missing_http.len(),
+            &missing_http[..missing_http.len().min(5)],
+            cli_found
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
     println!(
-        "{jobs_topic}: {} records, {} jobs; records written twice: {twice:?}",
-        records.len(),
+        "{jobs_topic}: {records} records, {} jobs; records written twice: {twice:?}",
         payload_of.len()
-    );
-    let missing_http: Vec<&String> = accepted
-        .iter()
-        .filter(|id| !payload_of.contains_key(*id))
-        .collect();
-    assert!(missing_http.is_empty(), "202 jobs lost: {missing_http:?}");
-    let cli_payloads: BTreeSet<&str> = payload_of
-        .values()
-        .filter(|p| p.starts_with("cli-"))
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        cli_payloads.len(),
-        CLI_JOBS,
-        "every acknowledged CLI job is in Kafka"
     );
 
     // Every job in the topic is processed (the accepted ones, and any whose 503 came after the
