@@ -107,7 +107,8 @@ prepare_node() {
 launch_node() {
   local n=$1 pid
   if pid="$(node_pid "$n")"; then return 0; fi
-  port_open "$(broker_port "$n")" && die "port $(broker_port "$n") is taken by a process this script did not start"
+  port_open "$(broker_port "$n")" &&
+    die "port $(broker_port "$n") is taken by a process this script did not start (a cluster started from another checkout? stop it there)"
   prepare_node "$n"
   # setsid: the node outlives this script and does not get the Ctrl-C meant for `make`; it is
   # not a group leader here, so setsid execs in place and $! is java's pid.
@@ -156,7 +157,8 @@ start_node() {
 kill_node() {
   valid_node "$1"
   local pid
-  pid="$(node_pid "$1")" || { say "kafka-cluster: node $1 not running"; return 0; }
+  # A test that kills a node must know it did: a node that is not running is an error.
+  pid="$(node_pid "$1")" || die "node $1 is not running (or was not started from this checkout)"
   kill -KILL "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
   rm -f "$(node_pidfile "$1")"
