@@ -3,6 +3,7 @@
 //! Every test gets its own namespace (topic prefix, consumer groups, Redis key prefix), so tests
 //! run in parallel without seeing each other's records.
 
+pub mod cluster;
 pub mod receiver;
 pub mod redis_cluster;
 pub mod s3;
@@ -140,13 +141,9 @@ impl TestEnv {
             .lock()
             .unwrap()
             .extend(specs.iter().map(|spec| spec.name.clone()));
-        sluice_core::kafka::ensure_topics(
-            &self.config.kafka,
-            self.config.topics.replication_factor,
-            &specs,
-        )
-        .await
-        .expect("topics are created on the test broker (is `make env-up` running?)");
+        sluice_core::topic_setup::ensure_topics(&self.config.kafka, &self.config.topics, &specs)
+            .await
+            .expect("topics are created on the test broker (is `make env-up` running?)");
     }
 
     pub async fn status_store(&self) -> StatusStore {
@@ -257,6 +254,10 @@ impl TestEnv {
             .map(|d| format!("{}ms", d.0.as_millis()))
             .collect();
         let mut vars = vec![
+            (
+                "SLUICE__KAFKA__BOOTSTRAP_SERVERS".into(),
+                self.config.kafka.bootstrap_servers.clone(),
+            ),
             (
                 "SLUICE__RETRY__MAX_ATTEMPTS".into(),
                 retry.max_attempts.to_string(),

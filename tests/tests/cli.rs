@@ -104,8 +104,13 @@ async fn topics_ensure_creates_what_is_missing_and_is_idempotent() {
     assert!(first.contains("social.follows"));
     let second = sluice(&env, &["topics", "ensure"]);
     let second = String::from_utf8_lossy(&second.stdout).into_owned();
+    let (summary, topics) = second.split_once('\n').unwrap();
     assert!(
-        second.lines().all(|l| l.trim_start().starts_with("exists")),
+        summary.starts_with("brokers up: 1; new topics get replication factor 1"),
+        "{second}"
+    );
+    assert!(
+        topics.lines().all(|l| l.trim_start().starts_with("exists")),
         "{second}"
     );
 }

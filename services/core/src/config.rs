@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     lanes::{LaneWeights, Priority},
+    replication::Replicas,
     retry::RetryConfig,
 };
 
@@ -126,8 +127,15 @@ pub struct TopicsConfig {
     /// Partitions of each topic `sluice topics ensure` creates: the most consumers a kind can
     /// scale to. Default 6.
     pub partitions: i32,
-    /// Default 1 (the single local broker); use 3 in production.
-    pub replication_factor: i32,
+    /// Copies of each topic `sluice topics ensure` creates: a number, or `auto` (the default):
+    /// as many as the cluster has brokers up, at most 3 — 1 on the single local broker, 3 on a
+    /// cluster. Give 3 explicitly in production, so a broker that happens to be down while
+    /// topics are created cannot lower it. Existing topics are left as they are.
+    pub replication_factor: Replicas,
+    /// `min.insync.replicas` of the topics it creates: how many replicas must have a record
+    /// before the broker acknowledges it (producers use acks=all). A number, or `auto` (the
+    /// default): a majority of the replicas from a factor of 3 on (2 of 3), else 1.
+    pub min_insync_replicas: Replicas,
 }
 
 impl Default for TopicsConfig {
@@ -135,7 +143,8 @@ impl Default for TopicsConfig {
         Self {
             prefix: String::new(),
             partitions: 6,
-            replication_factor: 1,
+            replication_factor: Replicas::Auto,
+            min_insync_replicas: Replicas::Auto,
         }
     }
 }
@@ -401,8 +410,22 @@ impl Config {
         if self.topics.partitions < 1 {
             return invalid("topics.partitions", "must be at least 1");
         }
-        if self.topics.replication_factor < 1 {
-            return invalid("topics.replication_factor", "must be at least 1");
+        if self.topics.replication_factor.is_invalid() {
+            return invalid("topics.replication_factor", "must be auto or at least 1");
+        }
+        if self.topics.min_insync_replicas.is_invalid() {
+            return invalid("topics.min_insync_replicas", "must be auto or at least 1");
+        }
+        if let (Replicas::Fixed(factor), Replicas::Fixed(isr)) = (
+            self.topics.replication_factor,
+            self.topics.min_insync_replicas,
+        ) {
+            if isr > factor {
+                return invalid(
+                    "topics.min_insync_replicas",
+                    "must not be more than topics.replication_factor (every write would be refused)",
+                );
+            }
         }
         if self.worker.max_held_retries == 0 {
             return invalid("worker.max_held_retries", "must be at least 1");
@@ -521,6 +544,7 @@ mod tests {
         std::env::set_var("SLUICE__RETRY__TIERS", "1s,5s");
         std::env::set_var("SLUICE__RETRY__JITTER", "false");
         std::env::set_var("SLUICE__WORKER__CONCURRENCY", "7");
+        std::env::set_var("SLUICE__TOPICS__REPLICATION_FACTOR", "3");
         let hash = crate::tokens::sha256_hex("sk_sluice_env");
         std::env::set_var("SLUICE__API__TOKENS__CI__SHA256", &hash);
         std::env::set_var("SLUICE__API__TOKENS__CI__SCOPES", "publish,read");
@@ -532,6 +556,7 @@ mod tests {
             "SLUICE__RETRY__TIERS",
             "SLUICE__RETRY__JITTER",
             "SLUICE__WORKER__CONCURRENCY",
+            "SLUICE__TOPICS__REPLICATION_FACTOR",
             "SLUICE__API__TOKENS__CI__SHA256",
             "SLUICE__API__TOKENS__CI__SCOPES",
             "SLUICE__API__TOKENS__CI__RATE",
@@ -549,6 +574,7 @@ mod tests {
         );
         assert!(!config.retry.jitter);
         assert_eq!(config.worker.concurrency, 7);
+        assert_eq!(config.topics.replication_factor, Replicas::Fixed(3));
         let ci = &config.api.tokens["ci"];
         assert_eq!(ci.sha256, hash);
         assert_eq!(
@@ -581,6 +607,30 @@ mod tests {
             bad_scope.contains("unknown scope `root`") && bad_scope.contains("api.tokens.ci"),
             "{bad_scope}"
         );
+    }
+
+    #[test]
+    fn replication_is_auto_by_default_and_checked_when_given() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.topics.replication_factor, Replicas::Auto);
+        assert_eq!(config.topics.min_insync_replicas, Replicas::Auto);
+        let given =
+            Config::from_toml("[topics]\nreplication_factor = 3\nmin_insync_replicas = 2").unwrap();
+        assert_eq!(given.topics.replication_factor, Replicas::Fixed(3));
+        assert_eq!(given.topics.min_insync_replicas, Replicas::Fixed(2));
+        let zero = Config::from_toml("[topics]\nreplication_factor = 0").unwrap_err();
+        assert!(
+            zero.to_string().contains("topics.replication_factor"),
+            "{zero}"
+        );
+        let above = Config::from_toml("[topics]\nreplication_factor = 3\nmin_insync_replicas = 4")
+            .unwrap_err();
+        assert!(
+            above.to_string().contains("topics.min_insync_replicas"),
+            "{above}"
+        );
+        let word = Config::from_toml("[topics]\nmin_insync_replicas = \"most\"").unwrap_err();
+        assert!(word.to_string().contains("min_insync_replicas"), "{word}");
     }
 
     #[test]

@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::Client,
     config::ClientConfig,
     consumer::ConsumerContext,
@@ -19,9 +18,9 @@ use rdkafka::{
     ClientContext,
 };
 
-use crate::{config::KafkaConfig, topics::TopicSpec};
+use crate::config::KafkaConfig;
 
-fn base(kafka: &KafkaConfig) -> ClientConfig {
+pub(crate) fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
@@ -29,7 +28,7 @@ fn base(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
-fn with_overrides(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
+pub(crate) fn with_overrides(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -286,66 +285,4 @@ pub async fn wait_for_topics(
         );
     }
     true
-}
-
-/// How long `ensure_topics` waits for new topics' leaders.
-const LEADER_WAIT: Duration = Duration::from_secs(30);
-
-/// Creates the topics that do not exist yet (existing ones are left alone), then waits until
-/// every partition of every topic in `specs` has a leader, so the caller can read metadata and
-/// watermarks of them at once. Returns the names that were created.
-pub async fn ensure_topics(
-    kafka: &KafkaConfig,
-    replication_factor: i32,
-    specs: &[TopicSpec],
-) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<QuietContext> =
-        with_overrides(base(kafka), kafka).create_with_context(QuietContext)?;
-    let retentions: Vec<Option<String>> = specs
-        .iter()
-        .map(|spec| spec.retention.map(|r| r.as_millis().to_string()))
-        .collect();
-    let new_topics: Vec<NewTopic> = specs
-        .iter()
-        .zip(&retentions)
-        .map(|(spec, retention)| {
-            let mut topic = NewTopic::new(
-                &spec.name,
-                spec.partitions,
-                TopicReplication::Fixed(replication_factor),
-            );
-            if spec.compacted {
-                topic = topic.set("cleanup.policy", "compact");
-            }
-            if let Some(ms) = retention {
-                topic = topic.set("retention.ms", ms);
-            }
-            topic
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let mut created = Vec::new();
-    for result in admin.create_topics(&new_topics, &options).await? {
-        match result {
-            Ok(name) => created.push(name),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
-                    tracing::error!(topic = %name, error = %code, "topic creation failed");
-                })
-            }
-        }
-    }
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + LEADER_WAIT;
-        for name in &names {
-            let left = deadline.saturating_duration_since(Instant::now());
-            partitions(admin.inner(), name, left.max(Duration::from_millis(1)))?;
-        }
-        Ok::<_, KafkaError>(())
-    })
-    .await
-    .expect("the leader wait does not panic")?;
-    Ok(created)
 }

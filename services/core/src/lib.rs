@@ -13,6 +13,7 @@ pub mod kafka_stats;
 pub mod lanes;
 pub mod metrics;
 pub mod redis_conn;
+pub mod replication;
 pub mod retry;
 pub mod schedules;
 pub mod schema_dir;
@@ -21,6 +22,7 @@ pub mod status;
 pub mod status_writer;
 pub mod telemetry;
 pub mod tokens;
+pub mod topic_setup;
 pub mod topics;
 
 pub use config::Config;

@@ -140,7 +140,7 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
                 delivery.last_error.as_deref(),
                 done.result,
             );
-            Some((&metrics.succeeded, update))
+            Some((&metrics.succeeded, Some(update)))
         }
         // Boxed: the failure path is rare and its future large; every job's task would
         // otherwise carry (and copy) its size.
@@ -151,6 +151,12 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
         return;
     };
     finished.inc();
+    let Some(update) = update else {
+        // A retry: its status is in Redis already; only its offset is left to note.
+        rt.tracker
+            .finished(&delivery.topic, delivery.partition, delivery.offset);
+        return;
+    };
     if update.status.is_final() {
         observe_end_to_end(&rt, &delivery);
     }
@@ -258,13 +264,14 @@ async fn handle(rt: &KindRuntime, job: &Job) -> Result<Outcome, JobFailure> {
 }
 
 /// Forwards the job to its next retry tier, or dead-letters it. Returns the outcome's counter
-/// and status once the forwarded record is durable, `None` if it could not be written before
-/// shutdown (the job is then redelivered, because its offset is not stored).
+/// and the status still to write (none for a retry: written already) once the forwarded record
+/// is durable, `None` if it could not be written before shutdown (the job is then redelivered,
+/// because its offset is not stored).
 async fn fail<'a>(
     rt: &'a KindRuntime,
     delivery: &Delivery,
     failure: &JobFailure,
-) -> Option<(&'a IntCounter, StatusUpdate)> {
+) -> Option<(&'a IntCounter, Option<StatusUpdate>)> {
     let (kind, job_id, attempt) = (rt.kind.as_str(), delivery.job_id.as_str(), delivery.attempt);
     let class = failure.class.as_str();
     let retryable = matches!(
@@ -292,15 +299,29 @@ async fn fail<'a>(
             (headers::ERROR_CLASS, class.to_owned()),
         ];
         tracing::debug!(%job_id, kind, attempt, class, %topic, "job failed; retrying later");
+        // `retrying` is queued before the retry record is sent, not once it is acknowledged: a
+        // record is readable as soon as it is replicated, and its acknowledgement can reach us
+        // seconds later (a broker failing over), after the next attempt ran — a `retrying`
+        // written then would overwrite that attempt's outcome for good. The status writer keeps
+        // each job's updates in order, so this one lands before any the next attempt makes.
+        let update = status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None);
+        let (written_tx, written) = tokio::sync::oneshot::channel();
+        let written_tx: Completion = Box::new(move |_| {
+            let _ = written_tx.send(());
+        });
+        rt.status
+            .record_then(update, written_tx, STATUS_QUEUE_WAIT)
+            .await;
         if !forward(rt, delivery, &topic, &added).await {
             return None;
         }
+        // The offset is stored only once the status is in Redis too (or Redis gave up).
+        let _ = written.await;
         rt.metrics
             .retries
             .with_label_values(&[kind, &tier_name(delay)])
             .inc();
-        let update = status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None);
-        return Some((&rt.kind_metrics.retried, update));
+        return Some((&rt.kind_metrics.retried, None));
     }
 
     tracing::info!(%job_id, kind, attempt, class, error = %error, "job failed for good; dead-lettering");
@@ -325,7 +346,7 @@ async fn fail<'a>(
         Some(&error),
         None,
     );
-    Some((&rt.kind_metrics.dead_lettered, update))
+    Some((&rt.kind_metrics.dead_lettered, Some(update)))
 }
 
 /// Writes the original key and bytes to `topic` with every original header, the job id, where
