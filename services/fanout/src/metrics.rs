@@ -55,9 +55,9 @@ impl FanoutMetrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "sluice_follow_batch_changes",
-                        "Follow changes applied together (what one poll returned, at most 2000).",
+                        "Follow changes applied together (what one poll returned, at most 5000).",
                     )
-                    .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0]),
+                    .buckets(vec![1.0, 10.0, 100.0, 1000.0, 2000.0, 5000.0]),
                 )
                 .unwrap(),
             ),

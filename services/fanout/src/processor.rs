@@ -37,7 +37,7 @@ use sluice_feed::{
 use crate::metrics::FanoutMetrics;
 
 /// Records applied per batch at most: follow changes share a few Redis round trips per batch.
-const MAX_BATCH: usize = 2000;
+const MAX_BATCH: usize = 5000;
 /// Posts of one batch fanned out at once (each is one author's fan-out).
 const POSTS_IN_FLIGHT: usize = 8;
 
