@@ -35,9 +35,10 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS";
 
-/// Script calls of one push in flight at once: enough to hide the round trips, few enough that
-/// a huge fan-out does not queue thousands of calls ahead of everyone else's reads.
-const PUSHES_IN_FLIGHT: usize = 4;
+/// Push scripts in flight at once, across every post this process fans out: two hide the round
+/// trip between scripts, and a feed read waits behind at most two scripts (~1 ms each) per
+/// round trip, however many posts are being fanned out.
+const PUSHES_IN_FLIGHT: usize = 2;
 
 /// How a post was distributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ impl Mode {
 #[derive(Clone)]
 pub struct Graph {
     redis: RedisConn,
+    /// Shared by clones: the in-flight limit is per process, not per post.
+    push_permits: std::sync::Arc<tokio::sync::Semaphore>,
     prefix: String,
     config: SocialConfig,
 }
@@ -68,6 +71,7 @@ impl Graph {
             redis,
             prefix: format!("{key_prefix}social:"),
             config: config.clone(),
+            push_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(PUSHES_IN_FLIGHT)),
         }
     }
 
@@ -208,7 +212,9 @@ impl Graph {
                     invocation.arg(*score).arg(member);
                 }
                 let mut redis = self.redis.clone();
+                let permits = self.push_permits.clone();
                 async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
                     let written = invocation.invoke_async::<u64>(&mut redis).await?;
                     if !self.config.batch_pause.is_zero() {
                         tokio::time::sleep(self.config.batch_pause).await;

@@ -24,6 +24,28 @@ pub struct FeedRead {
     pub cached: bool,
 }
 
+/// Which of `following` are celebrities (pulled on read).
+async fn pulled_of(
+    redis: &mut sluice_core::redis_conn::RedisConn,
+    graph: &Graph,
+    following: &[String],
+) -> RedisResult<Vec<String>> {
+    if following.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pulled: Vec<bool> = redis::cmd("SMISMEMBER")
+        .arg(graph.celebrities_key())
+        .arg(following)
+        .query_async(redis)
+        .await?;
+    Ok(following
+        .iter()
+        .zip(pulled)
+        .filter(|(_, pulled)| *pulled)
+        .map(|(author, _)| author.clone())
+        .collect())
+}
+
 /// Reads `user`'s feed, newest first, at most `limit` posts.
 pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<FeedRead> {
     let mut redis = graph.connection();
@@ -44,7 +66,9 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
     }
 
     // Round trip 1: the materialized feed (twice the limit, in case some entries are filtered
-    // out below) and whom the user follows. Round trip 2: which of those are pulled on read.
+    // out below), whom the user follows, and (on a single Redis) which of those are pulled on
+    // read. A cluster keeps the celebrity set in another slot than the follow set, so there
+    // that takes a second round trip.
     let feed_key = graph.feed_key(user);
     let following_key = graph.following_key(user);
     let mut feed_range = redis::cmd("ZREVRANGE");
@@ -55,26 +79,21 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
         .arg("WITHSCORES");
     let mut members = redis::cmd("SMEMBERS");
     members.arg(&following_key);
-    let answers = redis
-        .pipeline_by_key(vec![(feed_key, feed_range), (following_key, members)])
-        .await?;
-    let feed: Vec<(String, i64)> = redis::from_redis_value(&answers[0])?;
-    let following: Vec<String> = redis::from_redis_value(&answers[1])?;
-    let celebrities: Vec<String> = if following.is_empty() {
-        Vec::new()
-    } else {
-        let pulled: Vec<bool> = redis::cmd("SMISMEMBER")
-            .arg(graph.celebrities_key())
-            .arg(&following)
-            .query_async(&mut redis)
-            .await?;
-        following
-            .iter()
-            .zip(pulled)
-            .filter(|(_, pulled)| *pulled)
-            .map(|(author, _)| author.clone())
-            .collect()
-    };
+    let (feed, following, celebrities): (Vec<(String, i64)>, Vec<String>, Vec<String>) =
+        if redis.is_cluster() {
+            let answers = redis
+                .pipeline_by_key(vec![(feed_key, feed_range), (following_key, members)])
+                .await?;
+            let feed = redis::from_redis_value(&answers[0])?;
+            let following: Vec<String> = redis::from_redis_value(&answers[1])?;
+            let celebrities = pulled_of(&mut redis, graph, &following).await?;
+            (feed, following, celebrities)
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.add_command(feed_range).add_command(members);
+            pipe.sinter(&[following_key, graph.celebrities_key()]);
+            pipe.query_async(&mut redis).await?
+        };
     let following: HashSet<String> = following.into_iter().collect();
 
     // Candidates: (created_at, post_id, author_id).
