@@ -3,6 +3,7 @@
 
 use std::{io::Write, process::Command};
 
+use rdkafka::Message;
 use sluice_tests::{sluice_binary, TestEnv};
 
 fn sluice(env: &TestEnv, args: &[&str]) -> std::process::Output {
