@@ -305,8 +305,7 @@ verdict() { # sluice vs kcat per codec, against the 0.5x target
   local codec out=()
   ((HAVE_KCAT)) || { echo "sluice/kcat: kcat not found"; return; }
   for codec in "${CODECS[@]}"; do out+=("$codec ${KCAT_RATIO[$codec]}"); done
-  local IFS=,
-  echo "sluice/kcat records/s on wall time (target >= 0.50x): ${out[*]}"
+  echo "sluice/kcat records/s on wall time (target >= 0.50x): $(printf '%s, ' "${out[@]}" | sed 's/, $//')"
 }
 runs() { # per-run wall times, to judge the noise behind the medians
   local codec
