@@ -49,23 +49,27 @@ impl<R: Read> Chunker<R> {
     }
 
     /// The next chunk, or `None` at the end of the input. A line longer than a chunk makes a
-    /// chunk of its own, however long.
+    /// chunk of its own, however long. A read that returns less than asked for (a pipe with
+    /// nothing more in it yet) ends the chunk at its last whole line, so that jobs streamed in
+    /// (`tail -f jobs.jsonl | sluice publish …`) are sent as they come, not once 1 MiB is there.
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
         let mut bytes = std::mem::take(&mut self.carry);
         loop {
             let start = bytes.len();
-            bytes.resize(start + CHUNK_BYTES.max(start / 2), 0);
-            let read = match self.input.read(&mut bytes[start..]) {
-                Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(e),
+            let wanted = CHUNK_BYTES.max(start / 2);
+            bytes.resize(start + wanted, 0);
+            let read = loop {
+                match self.input.read(&mut bytes[start..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    result => break result?,
+                }
             };
             bytes.truncate(start + read);
             if read == 0 {
                 // The end: whatever is left is the last chunk, with or without a final newline.
                 return Ok((!bytes.is_empty()).then(|| self.chunk(bytes)));
             }
-            if bytes.len() >= CHUNK_BYTES {
+            if bytes.len() >= CHUNK_BYTES || read < wanted {
                 if let Some(end) = bytes.iter().rposition(|&b| b == b'\n') {
                     self.carry = bytes.split_off(end + 1);
                     return Ok(Some(self.chunk(bytes)));
@@ -110,11 +114,41 @@ mod tests {
     #[test]
     fn a_last_line_without_newline_blank_lines_and_crlf_are_lines() {
         let chunks = all_chunks(b"a\r\n\nb");
-        assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].line_count(), 3);
-        let lines: Vec<&[u8]> = chunks[0].lines().collect();
+        assert_eq!(chunks.iter().map(Chunk::line_count).sum::<u64>(), 3);
+        let lines: Vec<&[u8]> = chunks.iter().flat_map(Chunk::lines).collect();
         assert_eq!(lines, [&b"a"[..], b"", b"b"]);
         assert!(all_chunks(b"").is_empty());
+    }
+
+    /// Hands out one piece per read, like a pipe a line at a time.
+    struct Trickle(std::collections::VecDeque<&'static [u8]>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let piece = self.0.pop_front().unwrap_or_default();
+            buf[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    #[test]
+    fn a_short_read_sends_the_whole_lines_it_has_at_once() {
+        let mut chunker = Chunker::new(Trickle(
+            [&b"a\n"[..], b"b\nc", b"c\n"].into_iter().collect(),
+        ));
+        let mut next = || chunker.next_chunk().unwrap().map(|c| c.bytes);
+        assert_eq!(
+            next().as_deref(),
+            Some(&b"a\n"[..]),
+            "not held back for more"
+        );
+        assert_eq!(next().as_deref(), Some(&b"b\n"[..]));
+        assert_eq!(
+            next().as_deref(),
+            Some(&b"cc\n"[..]),
+            "the split line joined"
+        );
+        assert_eq!(next(), None);
     }
 
     #[test]
