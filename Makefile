@@ -73,7 +73,7 @@ lint: ## formatting and clippy, warnings are errors
 fmt:
 	$(CARGO) fmt --all
 
-bench-publish: ## 100 000 noop jobs: sluice publish --file vs Kafka's ProducerPerformance vs kcat
+bench-publish: ## 100 000 noop jobs: sluice publish --file vs Kafka's ProducerPerformance vs kcat, uncompressed, lz4, zstd; bytes per record
 	@deploy/bench/publish.sh
 
 bench-retry: ## retry timing accuracy: lateness p50/p99 of 1500 retried jobs against their due time

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Bulk-publish throughput: `sluice publish noop --file` against Kafka's own ProducerPerformance
-# and kcat, on the same broker, records of the same value size, acks=all + idempotence for all.
+# and kcat, on the same broker, records of the same value size, acks=all + idempotence for all,
+# with each compression codec; also the bytes each tool puts on the wire per record.
 #
-#   make bench-publish                 # N=100000 records per run, 3 rounds
-#   N=20000 ROUNDS=1 deploy/bench/publish.sh
+#   make bench-publish                 # N=100000 records per run, 3 rounds, codecs none lz4 zstd
+#   N=20000 ROUNDS=1 CODECS=none deploy/bench/publish.sh
 #   SLUICE_CONFIG=tuned.toml make bench-publish   # sluice with [kafka.properties] overrides
 #
-# Env: N (records per run, 100000), ROUNDS (3), VALUE_BYTES (target record value size, 200),
-# PAUSE (seconds between runs, 2), BOOTSTRAP (127.0.0.1:9092), CARGO (cargo), KCAT (kcat; empty
-# skips it).
-# Prints a table of medians and writes it to deploy/bench/results/publish-<date>.md.
+# Env: N (records per run, 100000), ROUNDS (3), CODECS ("none lz4 zstd"), VALUE_BYTES (target
+# record value size, 200), PAUSE (seconds between runs, 2), BOOTSTRAP (127.0.0.1:9092), CARGO
+# (cargo), KCAT (kcat; empty skips it).
+# Prints a table of medians and sluice's records/s over kcat's per codec (target >= 0.5x), and
+# writes them to deploy/bench/results/publish-<date>.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Resolved before the cd below, so a path relative to the caller's directory still works.
@@ -110,32 +112,39 @@ say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; sluice also sends a 3
 say "  (job id, attempt, enqueued-at, traceparent); ProducerPerformance and kcat send no key, no headers."
 
 # --- 3. input files -------------------------------------------------------------------------
-# Each payload starts with its zero-padded line number so records differ; nothing is compressed,
-# so the content does not affect throughput, only the sizes do.
+# Each payload starts with its zero-padded line number so records differ, then random letters
+# (fixed seed): like ProducerPerformance's payloads, so that no tool's content compresses better
+# than another's. kcat's line is the whole value, sluice's payload the value less its fixed part.
 JOBS="$TMP/jobs.jsonl" LINES="$TMP/values.txt"
-awk -v n="$N" -v p="$PAYLOAD" -v v="$VALUE" -v jobs="$JOBS" -v lines="$LINES" 'BEGIN {
-  pad = ""; while (length(pad) < v) pad = pad "x"
-  for (i = 1; i <= n; i++) {
-    id = sprintf("%010d", i)
-    printf "{\"payload\":\"%s%s\"}\n", id, substr(pad, 1, p - 10) > jobs
-    printf "%s%s\n", id, substr(pad, 1, v - 10) > lines
-  }
-}'
+python3 - "$N" "$PAYLOAD" "$VALUE" "$JOBS" "$LINES" <<'PY'
+import random, sys
+n, payload, value, jobs, lines = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rng = random.Random(14)
+letters = bytes(range(ord("a"), ord("z") + 1))
+with open(jobs, "wb") as j, open(lines, "wb") as v:
+    for i in range(1, n + 1):
+        text = b"%010d" % i + bytes(rng.choices(letters, k=value - 10))
+        j.write(b'{"payload":"' + text[:payload] + b'"}\n')
+        v.write(text + b"\n")
+PY
 say "input: $(du -h "$JOBS" | cut -f1) of JSON Lines for sluice, $(du -h "$LINES" | cut -f1) of $VALUE-byte lines for kcat"
 
 # --- 4. topics ------------------------------------------------------------------------------
-# A fresh, empty topic per tool and round, created before any timing starts so that no JVM
-# start-up competes with a measured run. Sluice's via its own `topics ensure` (the path a user
-# takes); the peers' via TopicCommand with the same partition count.
-prefix() { echo "${RUN_ID}.r$1."; }
-say "topics: creating ${RUN_ID}.r<round>.{jobs.noop,java,kcat} ($PARTITIONS partitions, RF 1)"
+# A fresh, empty topic per tool, codec and round, created before any timing starts so that no
+# JVM start-up competes with a measured run. Sluice's via its own `topics ensure` (the path a
+# user takes); the peers' via TopicCommand with the same partition count.
+read -r -a CODECS <<<"${CODECS:-none lz4 zstd}"
+prefix() { echo "${RUN_ID}.r$1.$2."; } # prefix <round> <codec>
+say "topics: creating ${RUN_ID}.r<round>.<codec>.{jobs.noop,java,kcat} ($PARTITIONS partitions, RF 1)"
 for ((r = 1; r <= ROUNDS; r++)); do
-  SLUICE__TOPICS__PREFIX="$(prefix "$r")" "$SLUICE" topics ensure >/dev/null
-  peers=(java)
-  ((HAVE_KCAT)) && peers+=(kcat)
-  for peer in "${peers[@]}"; do
-    topic_tool --create --topic "$(prefix "$r")$peer" --partitions "$PARTITIONS" \
-      --replication-factor 1 >/dev/null
+  for codec in "${CODECS[@]}"; do
+    SLUICE__TOPICS__PREFIX="$(prefix "$r" "$codec")" "$SLUICE" topics ensure >/dev/null
+    peers=(java)
+    ((HAVE_KCAT)) && peers+=(kcat)
+    for peer in "${peers[@]}"; do
+      topic_tool --create --topic "$(prefix "$r" "$codec")$peer" --partitions "$PARTITIONS" \
+        --replication-factor 1 >/dev/null
+    done
   done
 done
 
@@ -158,62 +167,68 @@ timed() {
   CPU="$(awk '{ print $1 + $2 }' "$TMP/$name.time")"
 }
 
-SL_OWN=() SL_OWN_S=() SL_WALL=() SL_CPU=() JV_OWN=() JV_WALL=() JV_CPU=() KC_WALL=() KC_CPU=()
+# Per codec and tool, one value per round: SL_OWN[codec] = "r1 r2 r3", and so on.
+declare -A SL_OWN SL_OWN_S SL_WALL SL_CPU JV_OWN JV_WALL JV_CPU KC_WALL KC_CPU
 for ((r = 1; r <= ROUNDS; r++)); do
-  p="$(prefix "$r")"
+  for codec in "${CODECS[@]}"; do
+    p="$(prefix "$r" "$codec")"
 
-  # sluice: its own figure runs from producer creation to the end of flush; the wall figure
-  # adds process start, config loading and producer set-up, like the JVM's below.
-  SLUICE__TOPICS__PREFIX="$p" timed "sluice-$r" "$SLUICE" publish noop --file "$JOBS"
-  line="$(grep '^published ' "$TMP/sluice-$r.out")" || die "no summary line from sluice: $(cat "$TMP/sluice-$r.out")"
-  read -r acked own_s own_rate failed < <(sed -E \
-    's/^published ([0-9]+) .* in ([0-9.]+) s \(([0-9]+) jobs\/s\); ([0-9]+) failed.*/\1 \2 \3 \4/' <<<"$line")
-  ((acked == N && failed == 0)) || die "sluice round $r: $line"
-  SL_OWN+=("$own_rate") SL_OWN_S+=("$own_s") SL_WALL+=("$WALL") SL_CPU+=("$CPU")
-  say "round $r sluice: $line | wall ${WALL} s, cpu ${CPU} s"
-  sleep "$PAUSE"
+    # sluice: its own figure runs from producer creation to the end of flush; the wall figure
+    # adds process start, config loading and producer set-up, like the JVM's below.
+    SLUICE__TOPICS__PREFIX="$p" timed "sluice-$r-$codec" "$SLUICE" publish noop --compression "$codec" --file "$JOBS"
+    line="$(grep '^published ' "$TMP/sluice-$r-$codec.out")" || die "no summary line from sluice: $(cat "$TMP/sluice-$r-$codec.out")"
+    read -r acked own_s own_rate failed < <(sed -E \
+      's/^published ([0-9]+) .* in ([0-9.]+) s \(([0-9]+) jobs\/s\); ([0-9]+) failed.*/\1 \2 \3 \4/' <<<"$line")
+    ((acked == N && failed == 0)) || die "sluice round $r $codec: $line"
+    SL_OWN[$codec]+="$own_rate " SL_OWN_S[$codec]+="$own_s " SL_WALL[$codec]+="$WALL " SL_CPU[$codec]+="$CPU "
+    say "round $r $codec sluice: $line | wall ${WALL} s, cpu ${CPU} s"
+    sleep "$PAUSE"
 
-  # Kafka's reference producer: one payload of VALUE bytes, no key, as fast as it can.
-  # acks=all and idempotence are already Java's defaults; set anyway so the run says so.
-  timed "java-$r" "$TOOL" org.apache.kafka.tools.ProducerPerformance --topic "${p}java" \
-    --num-records "$N" --record-size "$VALUE" --throughput -1 \
-    --producer-props bootstrap.servers="$BOOTSTRAP" acks=all enable.idempotence=true
-  line="$(grep 'records sent' "$TMP/java-$r.out" | tail -n 1)" || die "no summary from ProducerPerformance"
-  read -r sent own_rate < <(sed -E 's/^([0-9]+) records sent, ([0-9.]+) records\/sec.*/\1 \2/' <<<"$line")
-  ((sent == N)) || die "ProducerPerformance round $r: $line"
-  JV_OWN+=("$own_rate") JV_WALL+=("$WALL") JV_CPU+=("$CPU")
-  say "round $r java:   ${line%%, [0-9]* ms avg*} | wall ${WALL} s, cpu ${CPU} s"
-  sleep "$PAUSE"
+    # Kafka's reference producer: one payload of VALUE bytes, no key, as fast as it can.
+    # acks=all and idempotence are already Java's defaults; set anyway so the run says so.
+    timed "java-$r-$codec" "$TOOL" org.apache.kafka.tools.ProducerPerformance --topic "${p}java" \
+      --num-records "$N" --record-size "$VALUE" --throughput -1 \
+      --producer-props bootstrap.servers="$BOOTSTRAP" acks=all enable.idempotence=true compression.type="$codec"
+    line="$(grep 'records sent' "$TMP/java-$r-$codec.out" | tail -n 1)" || die "no summary from ProducerPerformance"
+    read -r sent own_rate < <(sed -E 's/^([0-9]+) records sent, ([0-9.]+) records\/sec.*/\1 \2/' <<<"$line")
+    ((sent == N)) || die "ProducerPerformance round $r $codec: $line"
+    JV_OWN[$codec]+="$own_rate " JV_WALL[$codec]+="$WALL " JV_CPU[$codec]+="$CPU "
+    say "round $r $codec java:   ${line%%, [0-9]* ms avg*} | wall ${WALL} s, cpu ${CPU} s"
+    sleep "$PAUSE"
 
-  # kcat: librdkafka's own CLI, one record per line of the file; it exits after delivery.
-  if ((HAVE_KCAT)); then
-    timed "kcat-$r" "$KCAT" -P -b "$BOOTSTRAP" -t "${p}kcat" -X acks=all -X enable.idempotence=true -l "$LINES"
-    # kcat exits 0 even when some deliveries failed; it reports them on stderr.
-    ! grep -qi 'fail' "$TMP/kcat-$r.err" || die "kcat round $r: $(head -n 5 "$TMP/kcat-$r.err")"
-    KC_WALL+=("$WALL") KC_CPU+=("$CPU")
-    say "round $r kcat:   $N records | wall ${WALL} s, cpu ${CPU} s"
-    if ((r < ROUNDS)); then sleep "$PAUSE"; fi
-  fi
+    # kcat: librdkafka's own CLI, one record per line of the file; it exits after delivery.
+    if ((HAVE_KCAT)); then
+      timed "kcat-$r-$codec" "$KCAT" -P -b "$BOOTSTRAP" -t "${p}kcat" -X acks=all -X enable.idempotence=true \
+        -X compression.type="$codec" -l "$LINES"
+      # kcat exits 0 even when some deliveries failed; it reports them on stderr.
+      ! grep -qi 'fail' "$TMP/kcat-$r-$codec.err" || die "kcat round $r $codec: $(head -n 5 "$TMP/kcat-$r-$codec.err")"
+      KC_WALL[$codec]+="$WALL " KC_CPU[$codec]+="$CPU "
+      say "round $r $codec kcat:   $N records | wall ${WALL} s, cpu ${CPU} s"
+      sleep "$PAUSE"
+    fi
+  done
 done
 
-# --- 6. verification ------------------------------------------------------------------------
+# --- 6. verification and sizes --------------------------------------------------------------
 # Every topic must hold exactly N records: the sum of its partitions' end offsets (topics start
 # empty, so end offset = count). One JVM for all of them.
 "$TOOL" org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" \
   --topic "${RUN_ID}\\..*" >"$TMP/offsets" 2>"$TMP/offsets.err" || die "GetOffsetShell: $(cat "$TMP/offsets.err")"
 count() { awk -F: -v t="$1" '$1 == t { s += $3 } END { print s + 0 }' "$TMP/offsets"; }
 partitions() { awk -F: -v t="$1" '$1 == t { n++ } END { print n + 0 }' "$TMP/offsets"; }
-verify() { # verify <topic suffix>: prints "3x100000 ok" or dies
-  local r t c
+verify() { # verify <topic suffix>: prints "9x100000 ok" or dies
+  local r t c codec
   for ((r = 1; r <= ROUNDS; r++)); do
-    t="$(prefix "$r")$1"
-    c="$(count "$t")"
-    ((c == N)) || die "topic $t holds $c records, expected $N"
-    # Same shape for every tool, also if sluice's topic layout changes under us.
-    c="$(partitions "$t")"
-    ((c == PARTITIONS)) || die "topic $t has $c partitions, expected $PARTITIONS"
+    for codec in "${CODECS[@]}"; do
+      t="$(prefix "$r" "$codec")$1"
+      c="$(count "$t")"
+      ((c == N)) || die "topic $t holds $c records, expected $N"
+      # Same shape for every tool, also if sluice's topic layout changes under us.
+      c="$(partitions "$t")"
+      ((c == PARTITIONS)) || die "topic $t has $c partitions, expected $PARTITIONS"
+    done
   done
-  echo "${ROUNDS}x$N ok"
+  echo "$((ROUNDS * ${#CODECS[@]}))x$N ok"
 }
 # One assignment per line: a failed check inside $(...) must stop the script (set -e).
 SL_OK="$(verify jobs.noop)"
@@ -221,43 +236,59 @@ JV_OK="$(verify java)"
 KC_OK="skipped"
 if ((HAVE_KCAT)); then KC_OK="$(verify kcat)"; fi
 
+# Bytes on the wire per record: the size of each topic's log on the broker's disk over N. The
+# broker writes a producer's record batches as they came (topics keep `compression.type=producer`),
+# so this is what the produce requests carried, batch headers included, request framing not.
+all_topics="$(awk -F: '{ print $1 }' "$TMP/offsets" | sort -u | paste -sd,)"
+"$TOOL" org.apache.kafka.tools.LogDirsCommand --bootstrap-server "$BOOTSTRAP" --describe \
+  --topic-list "$all_topics" >"$TMP/logdirs" 2>"$TMP/logdirs.err" || die "LogDirsCommand: $(cat "$TMP/logdirs.err")"
+grep '^{' "$TMP/logdirs" | jq -r '.brokers[].logDirs[].partitions[] | "\(.partition) \(.size)"' |
+  sed -E 's/-[0-9]+ / /' | awk '{ s[$1] += $2 } END { for (t in s) print t, s[t] }' >"$TMP/sizes"
+bytes_per_record() { # bytes_per_record <topic suffix> <codec>: median over the rounds
+  local r sizes=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    sizes+=("$(awk -v t="$(prefix "$r" "$2")$1" '$1 == t { print $2 }' "$TMP/sizes")")
+  done
+  [[ -n ${sizes[0]} ]] || die "no log size for $1 ($2)"
+  printf '%.0f' "$(calc "$(median "${sizes[@]}") / $N")"
+}
+
 # What sluice really put on the wire, read back from its topic: the value must have the size
 # the peers were given (kcat also shows the key and headers that come on top).
 if ((HAVE_KCAT)); then
-  WIRE="$(timeout 20 "$KCAT" -C -b "$BOOTSTRAP" -t "$(prefix 1)jobs.noop" -o beginning -c 1 -e -q -f '%S %K %h\n' |
+  WIRE="$(timeout 20 "$KCAT" -C -b "$BOOTSTRAP" -t "$(prefix 1 "${CODECS[0]}")jobs.noop" -o beginning -c 1 -e -q -f '%S %K %h\n' |
     awk '{ n = split($3, h, ","); hb = 0; for (i = 1; i <= n; i++) hb += length(h[i]) + 1
            printf "value %d B, key %d B, %d headers ~%d B", $1, $2, n, hb }')"
 else
-  WIRE="value $(value_size "$(prefix 1)jobs.noop") B (key and headers not shown without kcat)"
+  WIRE="value $(value_size "$(prefix 1 "${CODECS[0]}")jobs.noop") B (key and headers not shown without kcat)"
 fi
 [[ $WIRE == "value $VALUE B"* ]] || die "sluice's record value is not $VALUE bytes: $WIRE"
 
 # --- 7. report ------------------------------------------------------------------------------
-m() { median "$@"; }
+m() { median $1; } # m "<space-separated values>"
 rate() { calc "$N / $1"; }
 fmt_rate() { printf '%.0f' "$1"; }
 fmt_s() { printf '%.2f' "$1"; }
 ratio() { printf '%.2fx' "$(calc "$1 / $2")"; }
 
-sl_own="$(m "${SL_OWN[@]}")"
-sl_own_s="$(m "${SL_OWN_S[@]}")"
-sl_wall_s="$(m "${SL_WALL[@]}")"
-sl_wall="$(rate "$sl_wall_s")"
-jv_own="$(m "${JV_OWN[@]}")"
-jv_wall_s="$(m "${JV_WALL[@]}")"
-jv_wall="$(rate "$jv_wall_s")"
-
-header=("tool" "records" "value B" "own s" "own rec/s" "wall s" "wall rec/s" "cpu s" "sluice/peer own" "sluice/peer wall" "arrived")
+header=("codec" "tool" "own s" "own rec/s" "wall s" "wall rec/s" "cpu s" "B/record on the wire" "sluice/peer wall" "arrived")
 rows=()
-rows+=("sluice publish|$N|$VALUE|$(fmt_s "$sl_own_s")|$(fmt_rate "$sl_own")|$(fmt_s "$sl_wall_s")|$(fmt_rate "$sl_wall")|$(fmt_s "$(m "${SL_CPU[@]}")")|n/a|n/a|$SL_OK")
-rows+=("ProducerPerformance|$N|$VALUE|$(fmt_s "$(rate "$jv_own")")|$(fmt_rate "$jv_own")|$(fmt_s "$jv_wall_s")|$(fmt_rate "$jv_wall")|$(fmt_s "$(m "${JV_CPU[@]}")")|$(ratio "$sl_own" "$jv_own")|$(ratio "$sl_wall" "$jv_wall")|$JV_OK")
-if ((HAVE_KCAT)); then
-  kc_wall_s="$(m "${KC_WALL[@]}")"
-  kc_wall="$(rate "$kc_wall_s")"
-  rows+=("kcat -P|$N|$VALUE|n/a|n/a|$(fmt_s "$kc_wall_s")|$(fmt_rate "$kc_wall")|$(fmt_s "$(m "${KC_CPU[@]}")")|n/a|$(ratio "$sl_wall" "$kc_wall")|$KC_OK")
-else
-  rows+=("kcat -P|n/a|n/a|n/a|n/a|n/a|n/a|n/a|n/a|n/a|kcat not found, skipped")
-fi
+declare -A KCAT_RATIO
+for codec in "${CODECS[@]}"; do
+  sl_wall_s="$(m "${SL_WALL[$codec]}")"
+  sl_wall="$(rate "$sl_wall_s")"
+  jv_wall_s="$(m "${JV_WALL[$codec]}")"
+  jv_own="$(m "${JV_OWN[$codec]}")"
+  rows+=("$codec|sluice publish|$(fmt_s "$(m "${SL_OWN_S[$codec]}")")|$(fmt_rate "$(m "${SL_OWN[$codec]}")")|$(fmt_s "$sl_wall_s")|$(fmt_rate "$sl_wall")|$(fmt_s "$(m "${SL_CPU[$codec]}")")|$(bytes_per_record jobs.noop "$codec")|n/a|$SL_OK")
+  rows+=("$codec|ProducerPerformance|$(fmt_s "$(rate "$jv_own")")|$(fmt_rate "$jv_own")|$(fmt_s "$jv_wall_s")|$(fmt_rate "$(rate "$jv_wall_s")")|$(fmt_s "$(m "${JV_CPU[$codec]}")")|$(bytes_per_record java "$codec")|$(ratio "$sl_wall" "$(rate "$jv_wall_s")")|$JV_OK")
+  if ((HAVE_KCAT)); then
+    kc_wall_s="$(m "${KC_WALL[$codec]}")"
+    KCAT_RATIO[$codec]="$(ratio "$sl_wall" "$(rate "$kc_wall_s")")"
+    rows+=("$codec|kcat -P|n/a|n/a|$(fmt_s "$kc_wall_s")|$(fmt_rate "$(rate "$kc_wall_s")")|$(fmt_s "$(m "${KC_CPU[$codec]}")")|$(bytes_per_record kcat "$codec")|${KCAT_RATIO[$codec]}|$KC_OK")
+  else
+    rows+=("$codec|kcat -P|n/a|n/a|n/a|n/a|n/a|n/a|n/a|kcat not found, skipped")
+  fi
+done
 
 # Markdown with padded cells, so the same text reads well on a terminal and renders on GitHub.
 table() {
@@ -270,23 +301,31 @@ table() {
       }
     }'
 }
-runs() { # per-run figures, to judge the noise behind the medians
-  local r
-  for ((r = 0; r < ROUNDS; r++)); do
-    printf -- '- round %d: sluice %s rec/s own, %.2f s wall; java %s rec/s own, %.2f s wall' \
-      $((r + 1)) "${SL_OWN[r]}" "${SL_WALL[r]}" "${JV_OWN[r]}" "${JV_WALL[r]}"
-    if ((HAVE_KCAT)); then printf '; kcat %.2f s wall' "${KC_WALL[r]}"; fi
+verdict() { # sluice vs kcat per codec, against the 0.5x target
+  local codec out=()
+  ((HAVE_KCAT)) || { echo "sluice/kcat: kcat not found"; return; }
+  for codec in "${CODECS[@]}"; do out+=("$codec ${KCAT_RATIO[$codec]}"); done
+  echo "sluice/kcat records/s on wall time (target >= 0.50x): $(printf '%s, ' "${out[@]}" | sed 's/, $//')"
+}
+runs() { # per-run wall times, to judge the noise behind the medians
+  local codec
+  for codec in "${CODECS[@]}"; do
+    printf -- '- %s: sluice %s s; java %s s' "$codec" "${SL_WALL[$codec]% }" "${JV_WALL[$codec]% }"
+    if ((HAVE_KCAT)); then printf '; kcat %s s' "${KC_WALL[$codec]% }"; fi
     echo
-  done
+  done | sed -E 's/([0-9]+\.[0-9]{2})[0-9]*/\1/g'
 }
 
 TABLE="$(table)"
+VERDICT="$(verdict)"
 say ""
 say "$TABLE"
 say ""
-say "Medians of $ROUNDS alternating rounds. own = the tool's own figure (sluice: producer creation to"
-say "flush; ProducerPerformance: first send to last ack); wall = whole process incl. start-up (JVM)."
-say "cpu = user+sys seconds of the process. sluice record on the wire: $WIRE."
+say "$VERDICT"
+say "Medians of $ROUNDS rounds. own = the tool's own figure (sluice: producer creation to flush;"
+say "ProducerPerformance: first send to last ack); wall = whole process incl. start-up (JVM)."
+say "cpu = user+sys seconds of the process. B/record = the topic's log size on the broker / N."
+say "sluice record on the wire: $WIRE."
 
 mkdir -p "$RESULTS"
 REPORT="$RESULTS/publish-$(date +%Y-%m-%d-%H%M%S).md"
@@ -298,21 +337,29 @@ dirty=""
   say ""
   say "$TABLE"
   say ""
-  say "Medians of $ROUNDS alternating rounds (sluice, java, kcat, ...), each tool into its own empty"
-  say "$PARTITIONS-partition topic, acks=all and enable.idempotence=true everywhere, no compression."
+  say "**$VERDICT.**"
+  say ""
+  say "Medians of $ROUNDS rounds; each round runs every codec (${CODECS[*]}) and, per codec, sluice,"
+  say "java, kcat, each into its own empty $PARTITIONS-partition topic, acks=all and"
+  say "enable.idempotence=true everywhere, \`compression.type\` = the codec (sluice: \`--compression\`)."
   say "*own* is the tool's own figure (sluice: producer creation to flush, incl. JSON parsing and Avro"
   say "encoding; ProducerPerformance: its send loop to the last acknowledgement); *wall* is the whole"
   say "process by the wall clock, incl. start-up (the JVM's ~1 s counts here). *cpu* is user+sys seconds."
-  say "Ratios > 1 mean sluice is faster. *arrived* sums the topics' end offsets (GetOffsetShell)."
+  say "*sluice/peer wall* > 1 means sluice is faster. *arrived* sums the topics' end offsets (GetOffsetShell)."
+  say "*B/record on the wire* is the topic's log size on the broker (LogDirsCommand) over N: the record"
+  say "batches as the producer sent them, batch headers included."
   say ""
-  say "Record shapes: value $VALUE bytes for every tool. sluice additionally sends a 36-byte key (the"
-  say "job id, murmur2-partitioned, so consecutive records spread over all partitions) and 4 headers;"
+  say "Record shapes: value $VALUE bytes for every tool: a 10-digit line number, then random letters"
+  say "(ProducerPerformance: random letters). sluice additionally sends a 36-byte key (the job id,"
+  say "murmur2-partitioned, so consecutive records spread over all partitions) and 4 headers;"
   say "ProducerPerformance and kcat send no key (sticky partitioning) and no headers."
   say "sluice record read back: $WIRE."
   say ""
+  say "Wall seconds per round:"
+  say ""
   runs
   say ""
-  say "Command: \`make bench-publish\` (N=$N ROUNDS=$ROUNDS VALUE_BYTES=$VALUE_BYTES PAUSE=$PAUSE)."
+  say "Command: \`make bench-publish\` (N=$N ROUNDS=$ROUNDS VALUE_BYTES=$VALUE_BYTES PAUSE=$PAUSE CODECS=\"${CODECS[*]}\")."
   say ""
   say "- sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, librdkafka $(grep -A1 'name = "rdkafka-sys"' Cargo.lock | sed -nE 's/.*\+([0-9.]+)".*/\1/p')"
   say "- Kafka $(tr -d '[:space:]' <deploy/kafka/VERSION) broker and ProducerPerformance on $(java -version 2>&1 | head -n 1)"

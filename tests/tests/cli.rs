@@ -3,6 +3,7 @@
 
 use std::{io::Write, process::Command};
 
+use rdkafka::Message;
 use sluice_tests::{sluice_binary, TestEnv};
 
 fn sluice(env: &TestEnv, args: &[&str]) -> std::process::Output {
@@ -70,6 +71,99 @@ async fn publish_file_with_a_bad_line_names_it_and_exits_non_zero() {
         2,
         "the good lines were still sent"
     );
+}
+
+/// Enough lines for several chunks, encoded on several threads: what arrives is every line, each
+/// key's jobs in the order of the file, compressed as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_file_with_lz4_keeps_every_record_and_the_order_per_key() {
+    let env = TestEnv::new().await;
+    const LINES: usize = 20_000;
+    const KEYS: usize = 7;
+    let padding = "p".repeat(200);
+    let file = jsonl(
+        (0..LINES).map(|i| format!(r#"{{"key":"k{}","payload":"{i:06} {padding}"}}"#, i % KEYS)),
+    );
+    assert!(
+        std::fs::metadata(&file.path).unwrap().len() > 4 << 20,
+        "more than four 1 MiB chunks"
+    );
+    let output = sluice(
+        &env,
+        &[
+            "publish",
+            "noop",
+            "--compression",
+            "lz4",
+            "--file",
+            file.path.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("published {LINES} noop jobs")),
+        "{stdout}"
+    );
+
+    let registry = env.registry();
+    let mut per_key: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for record in env.read_all(&env.topics().jobs("noop")) {
+        let key = String::from_utf8(record.key().unwrap().to_vec()).unwrap();
+        let job = registry.decode("noop", record.payload().unwrap()).unwrap();
+        let job = sluice_core::json::record_to_json(&job.value);
+        let line: usize = job["payload"].as_str().unwrap()[..6].parse().unwrap();
+        assert_eq!(key, format!("k{}", line % KEYS), "the line's own key");
+        per_key.entry(key).or_default().push(line);
+    }
+    assert_eq!(per_key.len(), KEYS);
+    for (key, lines) in &per_key {
+        let in_file_order: Vec<usize> = (0..LINES)
+            .filter(|i| format!("k{}", i % KEYS) == *key)
+            .collect();
+        assert_eq!(
+            lines, &in_file_order,
+            "key {key}: every job once, in file order"
+        );
+    }
+}
+
+/// A bad line deep in a big file is named by its number, the lines around it are still sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_file_names_a_bad_line_in_a_later_chunk() {
+    let env = TestEnv::new().await;
+    const LINES: usize = 12_000;
+    const BAD: usize = 9_876; // 1-based, past the first 1 MiB chunk
+    let padding = "p".repeat(200);
+    let file = jsonl((1..=LINES).map(|n| match n {
+        BAD => r#"{"payload":"ok","nope":1}"#.to_owned(),
+        n if n == BAD + 1 => String::new(),
+        n => format!(r#"{{"payload":"{n} {padding}"}}"#),
+    }));
+    let output = sluice(
+        &env,
+        &["publish", "noop", "--file", file.path.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stderr.contains(&format!("line {BAD}: ")), "{stderr}");
+    assert!(
+        stderr.contains("nope"),
+        "the message names the field: {stderr}"
+    );
+    assert_eq!(stderr.matches("line ").count(), 1, "one bad line: {stderr}");
+    let sent = LINES - 2; // the bad one and the blank one after it
+    assert!(
+        stdout.contains(&format!("published {sent} noop jobs"))
+            && stdout.contains("1 failed (1 invalid)"),
+        "{stdout}"
+    );
+    assert_eq!(env.record_count(&env.topics().jobs("noop")), sent as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,35 +1,25 @@
-//! `sluice publish`: one job from `--json`, or many from JSON Lines.
-//!
-//! The bulk path never awaits records one by one: it hands every record to librdkafka's queue as
-//! fast as it accepts them (waiting only when the queue is full) and counts delivery reports as
-//! they arrive, the way Kafka's own producer benchmark does.
+//! `sluice publish`: one job from `--json`, or many from JSON Lines (`bulk`).
+
+mod bulk;
+mod chunks;
 
 use std::{
-    io::{BufRead, BufReader, IsTerminal, Read},
+    io::{IsTerminal, Read},
     process::ExitCode,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::{
-    error::KafkaError,
-    message::DeliveryResult,
-    producer::{
-        BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
-    },
-    types::RDKafkaErrorCode,
+    producer::{FutureProducer, FutureRecord},
     util::Timeout,
-    ClientContext,
 };
 use sluice_core::{kafka::QuietContext, topics::Topics, Config};
 use sluice_kinds::Registry;
 
-use crate::cli::PublishArgs;
+use crate::cli::{Compression, PublishArgs};
 
 pub async fn run(
     config: &Config,
@@ -39,28 +29,15 @@ pub async fn run(
     registry.kind(&args.kind)?;
     let defaults = Defaults::of(&args);
     match (&args.json, &args.file) {
-        (Some(json), _) => publish_one(config, &registry, &args.kind, json, &defaults).await,
+        (Some(json), _) => publish_one(config, &registry, &args, json, &defaults).await,
         (None, Some(path)) if path.as_os_str() != "-" => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            publish_many(
-                config,
-                registry.clone(),
-                args.kind,
-                Box::new(file),
-                defaults,
-            )
-            .await
+            publish_many(config, registry.clone(), args, Box::new(file), defaults).await
         }
         _ => {
-            publish_many(
-                config,
-                registry.clone(),
-                args.kind,
-                Box::new(std::io::stdin()),
-                defaults,
-            )
-            .await
+            let stdin = Box::new(std::io::stdin());
+            publish_many(config, registry.clone(), args, stdin, defaults).await
         }
     }
 }
@@ -115,17 +92,22 @@ impl Defaults {
 async fn publish_one(
     config: &Config,
     registry: &Registry,
-    kind: &str,
+    args: &PublishArgs,
     json: &str,
     defaults: &Defaults,
 ) -> anyhow::Result<ExitCode> {
+    let kind = args.kind.as_str();
     let job = registry
         .prepare(kind, &defaults.apply(json))
         .context("invalid job")?;
-    let producer: FutureProducer<QuietContext> =
-        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout)
-            .create_with_context(QuietContext)
-            .context("creating the Kafka producer")?;
+    let mut producer_config =
+        sluice_core::kafka::producer_config(&config.kafka, config.api.publish_timeout);
+    if let Some(codec) = args.compression {
+        producer_config.set("compression.type", codec.as_str());
+    }
+    let producer: FutureProducer<QuietContext> = producer_config
+        .create_with_context(QuietContext)
+        .context("creating the Kafka producer")?;
     let route = job.route(&Topics::new(&config.topics), kind, None);
     let topic = route.topic;
     let record = FutureRecord::to(&topic)
@@ -146,132 +128,26 @@ async fn publish_one(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Counts delivery reports from librdkafka's polling thread.
-#[derive(Default)]
-struct Deliveries {
-    acknowledged: AtomicU64,
-    failed: AtomicU64,
-}
-
-struct CountingContext(Arc<Deliveries>);
-
-impl ClientContext for CountingContext {
-    fn stats(&self, _: rdkafka::statistics::Statistics) {}
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        sluice_core::kafka::log_client_error(&error, reason);
-    }
-}
-
-impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.0.acknowledged.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
-
 async fn publish_many(
     config: &Config,
     registry: Arc<Registry>,
-    kind: String,
+    args: PublishArgs,
     input: Box<dyn Read + Send>,
     defaults: Defaults,
 ) -> anyhow::Result<ExitCode> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        publish_many_blocking(&config, &registry, &kind, input, &defaults)
+        let compression = args.compression.map(Compression::as_str);
+        bulk::publish(
+            &config,
+            &registry,
+            &args.kind,
+            input,
+            &defaults,
+            compression,
+        )
     })
     .await?
-}
-
-fn publish_many_blocking(
-    config: &Config,
-    registry: &Registry,
-    kind: &str,
-    input: Box<dyn Read + Send>,
-    defaults: &Defaults,
-) -> anyhow::Result<ExitCode> {
-    let deliveries = Arc::new(Deliveries::default());
-    let producer: ThreadedProducer<CountingContext> =
-        sluice_core::kafka::producer_config(&config.kafka, Duration::from_secs(60))
-            .create_with_context(CountingContext(deliveries.clone()))
-            .context("creating the Kafka producer")?;
-    let topics = Topics::new(&config.topics);
-    let progress = progress_bar();
-    let started = Instant::now();
-    let (mut sent, mut invalid) = (0u64, 0u64);
-
-    for (index, line) in BufReader::with_capacity(1 << 20, input).lines().enumerate() {
-        let line = line.context("reading input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let job = match registry.prepare(kind, &defaults.apply(&line)) {
-            Ok(job) => job,
-            Err(e) => {
-                invalid += 1;
-                if invalid <= 10 {
-                    progress.suspend(|| eprintln!("line {}: {e}", index + 1));
-                }
-                continue;
-            }
-        };
-        let route = job.route(&topics, kind, None);
-        let mut record = BaseRecord::to(&route.topic)
-            .key(&job.key)
-            .payload(&job.value)
-            .headers(route.headers);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                // librdkafka's queue is full: wait for deliveries to make room, then resend.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e).context("handing a record to librdkafka"),
-            }
-        }
-        sent += 1;
-        if sent % 1024 == 0 {
-            progress.set_position(deliveries.acknowledged.load(Ordering::Relaxed));
-            progress.set_length(sent);
-        }
-    }
-    progress.set_length(sent);
-    // Wait on the delivery count first: flush() alone always sleeps out a whole poll interval
-    // (100 ms), a visible share of a sub-second run.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while deliveries.acknowledged.load(Ordering::Relaxed)
-        + deliveries.failed.load(Ordering::Relaxed)
-        < sent
-        && Instant::now() < deadline
-    {
-        progress.set_position(deliveries.acknowledged.load(Ordering::Relaxed));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    producer
-        .flush(Timeout::After(Duration::from_secs(120)))
-        .context("waiting for Kafka to acknowledge every record")?;
-    let elapsed = started.elapsed();
-    let acknowledged = deliveries.acknowledged.load(Ordering::Relaxed);
-    // Anything handed over but not acknowledged by the end of the flush counts as failed.
-    let failed = (sent - acknowledged) + invalid;
-    progress.finish_and_clear();
-    let rate = acknowledged as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
-    println!(
-        "published {acknowledged} {kind} jobs in {:.2} s ({rate:.0} jobs/s); {failed} failed ({invalid} invalid)",
-        elapsed.as_secs_f64()
-    );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// A bar on a terminal, nothing otherwise (scripts and CI read the summary line).
