@@ -2,7 +2,7 @@
 # Python tools the tests drive from outside, pinned, in .cache/pytools (a virtualenv made once):
 # openapi-spec-validator checks /openapi.json, schemathesis fuzzes the running api against it;
 # stripe and standardwebhooks are the senders' own libraries, signing the incoming-webhook tests'
-# and benchmark's requests.
+# and benchmark's requests; confluent-kafka produces bench-follows' follow import.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.cache/pytools"
