@@ -122,9 +122,9 @@ async fn a_follow_import_is_applied_in_batches_and_posts_overtake_it() {
     let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
     let batches = text
         .lines()
-        .find(|l| l.starts_with("sluice_follow_batch_changes_count"))
+        .find(|l| l.starts_with("sluice_follow_batches_total"))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .expect("sluice_follow_batch_changes_count");
+        .expect("sluice_follow_batches_total");
     let changes = records.len() as f64 + 1.0;
     println!("{changes} follow changes in {batches} batches");
     assert!(

@@ -218,7 +218,7 @@ impl Processor {
             counts
                 .with_label_values(&["unfollow"])
                 .inc_by(applied.unfollows);
-            self.metrics.follow_batch_size.observe(changes.len() as f64);
+            self.metrics.follow_batches.inc();
             Ok(())
         })
         .await

@@ -135,10 +135,13 @@ impl Graph {
                 }
                 FollowAction::Unfollow => {}
             }
-            if cached_reads.insert(follower) {
+            if cached_reads.insert(follower) && !self.config().feed_cache_ttl.is_zero() {
                 let cache = self.feed_cache_key(follower);
-                let mut drop = redis::cmd("DEL");
-                drop.arg(&cache);
+                let mut drop = redis::cmd("EVAL");
+                drop.arg(crate::read::INVALIDATE_CACHE)
+                    .arg(1)
+                    .arg(&cache)
+                    .arg(self.config().feed_cache_ttl.as_millis() as u64);
                 feed_writes.push((cache, drop));
             }
         }

@@ -24,6 +24,24 @@ pub struct FeedRead {
     pub cached: bool,
 }
 
+/// Drops a user's cached reads and bumps the cache's version (field `v`), so that a read that
+/// started before — and would cache what it saw then — does not write its result (see
+/// `WRITE_CACHE`). Without it, a read racing a follow could put the old feed back for a whole TTL.
+pub const INVALIDATE_CACHE: &str = r"
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', v)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return v";
+
+/// Caches one limit's read, unless the cache was invalidated since the read began (its version
+/// `v` changed). NX: the first cached limit sets the expiry; later ones must not extend it.
+const WRITE_CACHE: &str = r"
+if (redis.call('HGET', KEYS[1], 'v') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4], 'NX')
+return 1";
+
 /// Which of `following` are celebrities (pulled on read).
 async fn pulled_of(
     redis: &mut sluice_core::redis_conn::RedisConn,
@@ -51,12 +69,15 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
     let mut redis = graph.connection();
     let ttl = graph.config().feed_cache_ttl;
     let cache_key = graph.feed_cache_key(user);
+    let mut cache_version = String::new();
     if !ttl.is_zero() {
-        let cached: Option<String> = redis::cmd("HGET")
+        let (cached, version): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(&cache_key)
             .arg(limit)
+            .arg("v")
             .query_async(&mut redis)
             .await?;
+        cache_version = version.unwrap_or_default();
         if let Some(posts) = cached.and_then(|json| serde_json::from_str(&json).ok()) {
             return Ok(FeedRead {
                 posts,
@@ -167,16 +188,13 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
 
     if !ttl.is_zero() {
         let json = serde_json::to_string(&posts).expect("feed posts serialize");
-        let _: () = redis::pipe()
-            .hset(&cache_key, limit, json)
-            .ignore()
-            // NX: the first cached limit sets the expiry; later ones must not extend it.
-            .cmd("PEXPIRE")
-            .arg(&cache_key)
+        let _: i64 = redis::Script::new(WRITE_CACHE)
+            .key(&cache_key)
+            .arg(&cache_version)
+            .arg(limit)
+            .arg(json)
             .arg(ttl.as_millis() as u64)
-            .arg("NX")
-            .ignore()
-            .query_async(&mut redis)
+            .invoke_async(&mut redis)
             .await?;
     }
     Ok(FeedRead {
