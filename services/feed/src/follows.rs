@@ -198,12 +198,7 @@ impl Graph {
             .collect();
         let queries = authors
             .iter()
-            .map(|(author, n)| {
-                let key = self.author_posts_key(author);
-                let mut range = redis::cmd("ZREVRANGE");
-                range.arg(&key).arg(0).arg(*n as i64 - 1).arg("WITHSCORES");
-                (key, range)
-            })
+            .map(|(author, n)| self.newest_posts_query(author, *n))
             .collect();
         let answers = self.connection().pipeline_by_key(queries).await?;
         let mut posts = HashMap::with_capacity(authors.len());

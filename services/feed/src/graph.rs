@@ -155,6 +155,15 @@ impl Graph {
         Ok((Mode::Push, delivered))
     }
 
+    /// The query for an author's newest `n` listed posts (ids with their times, newest first),
+    /// keyed for `RedisConn::pipeline_by_key`.
+    pub fn newest_posts_query(&self, author: &str, n: usize) -> (String, redis::Cmd) {
+        let key = self.author_posts_key(author);
+        let mut range = redis::cmd("ZREVRANGE");
+        range.arg(&key).arg(0).arg(n as i64 - 1).arg("WITHSCORES");
+        (key, range)
+    }
+
     /// The newest `n` posts of an author as (score, feed member) pairs.
     pub(crate) async fn recent_entries(
         &self,

@@ -130,16 +130,7 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
     if !celebrities.is_empty() {
         let queries = celebrities
             .iter()
-            .map(|celebrity| {
-                let key = graph.author_posts_key(celebrity);
-                let mut range = redis::cmd("ZREVRANGE");
-                range
-                    .arg(&key)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .arg("WITHSCORES");
-                (key, range)
-            })
+            .map(|celebrity| graph.newest_posts_query(celebrity, limit))
             .collect();
         let pulled = redis.pipeline_by_key(queries).await?;
         for (celebrity, posts) in celebrities.iter().zip(pulled) {
