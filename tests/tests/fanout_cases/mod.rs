@@ -396,6 +396,15 @@ async fn feed_reads_are_cached_and_a_follow_change_invalidates_the_cache() {
     let api = env.start_api().await;
     let http = sluice_tests::api_client();
     let base = format!("http://{}", api.info);
+    // Posts and follows have consumers of their own: a read before the post is pushed would be
+    // cached without it for the whole TTL (new posts do not invalidate), so the first read waits
+    // until the fanout has written it.
+    let (graph, redis) = (env.graph().await, env.redis().await);
+    eventually("the post pushed", Duration::from_secs(30), || {
+        let (mut redis, feed) = (redis.clone(), graph.feed_key("viewer"));
+        async move { (redis.zcard::<_, u64>(feed).await.ok()? == 1).then_some(()) }
+    })
+    .await;
     eventually("the post in the feed", Duration::from_secs(30), || async {
         (feed_ids(&http, &base, "viewer", 50).await == [post.post_id.clone()]).then_some(())
     })
