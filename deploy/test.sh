@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: every test against a real Kafka broker, a real Redis and a real SMTP server
-# (Mailpit); tests/tests/kafka_cluster.rs against a local 3-broker Kafka cluster, and the
-# redis_cluster and fanout_cluster tests against a local 3-master Redis Cluster. Starts
-# whichever of them is not running and stops, afterwards, only what it started.
+# (Mailpit), and the web console's in a real headless Chromium (installed if missing);
+# tests/tests/kafka_cluster.rs against a local 3-broker Kafka cluster, and the redis_cluster and
+# fanout_cluster tests against a local 3-master Redis Cluster. Starts whichever of them is not
+# running and stops, afterwards, only what it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -28,6 +29,8 @@ deploy/redis-cluster.sh up
 deploy/kafka-cluster.sh up
 # The OpenAPI validator and the schema-driven fuzzer the api's tests run.
 deploy/pytools.sh
+# Headless Chromium and chromedriver, which the web console's tests drive.
+deploy/chromium.sh
 # The end-to-end tests start the binary as a separate process (to SIGKILL it), so build it first.
 cargo build --workspace --bins
 # Dockerfile, docker-compose.yml and Kubernetes manifests: validated by tools (no Docker engine

@@ -3,6 +3,7 @@
 //! Every test gets its own namespace (topic prefix, consumer groups, Redis key prefix), so tests
 //! run in parallel without seeing each other's records.
 
+pub mod browser;
 pub mod cluster;
 pub mod receiver;
 pub mod redis_cluster;
