@@ -18,67 +18,29 @@
 //! `goog:loggingPrefs`: Content-Security-Policy violations are SEVERE entries there ("Refused to
 //! execute inline script because it violates the following Content Security Policy directive").
 
+mod console_log;
+mod driver;
+
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use fantoccini::{
-    cookies::Cookie, elements::Element, wd::WebDriverCompatibleCommand, Client, ClientBuilder,
-    Locator,
-};
-use hyper_util::client::legacy::connect::HttpConnector;
-// fantoccini's commands take `http::Method`, which reqwest re-exports (the same version).
-use reqwest::Method;
-use serde_json::{json, Value};
-use url::Url;
+use fantoccini::{cookies::Cookie, elements::Element, Client, Locator};
+use serde_json::Value;
+
+pub use console_log::LogEntry;
+use driver::Driver;
 
 /// How long the helpers wait for an element to appear or a dialog to open (htmx swaps content in
 /// after the response, so an element may come a moment after the action that asked for it).
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// How long chromedriver gets to answer after its start, and Chromium to open a session.
-const DRIVER_START: Duration = Duration::from_secs(30);
-
-/// Flags for Chromium in a test: no window; `--no-sandbox` because the tests run as root in a
-/// container, where Chromium's sandbox cannot start; `/tmp` instead of a small `/dev/shm`; no
-/// GPU; a fixed window so screenshots compare; and none of the first-run, sync, or background
-/// network chatter (which only slows a start down on a machine without internet access).
-const CHROMIUM_ARGS: &[&str] = &[
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--window-size=1280,900",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-extensions",
-    "--disable-background-networking",
-    "--disable-sync",
-    "--disable-component-update",
-    "--password-store=basic",
-];
-
-/// One entry of the browser's console log.
-#[derive(Debug, Clone)]
-pub struct LogEntry {
-    /// `SEVERE`, `WARNING`, `INFO` or `DEBUG`.
-    pub level: String,
-    /// `javascript`, `network`, `security`, `console-api`, … (empty if chromedriver gave none).
-    pub source: String,
-    pub message: String,
-}
-
 /// A headless Chromium session; its chromedriver is killed (and the browser closed) on drop.
 pub struct Browser {
     client: Client,
-    session_id: String,
-    driver: Child,
-    driver_port: u16,
+    driver: Driver,
     /// Everything read from the console log so far: chromedriver hands each entry out once.
     log: Mutex<Vec<LogEntry>>,
 }
@@ -87,65 +49,10 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session. Panics, naming `deploy/chromium.sh`,
     /// if either program is not installed: these tests never skip.
     pub async fn start() -> Self {
-        let chromium = find_program("chromium");
-        find_program("chromedriver");
-        let mut last_error = String::new();
-        // A free port can be taken between our check and chromedriver's bind: try another then.
-        for _ in 0..3 {
-            let port = crate::free_port();
-            let mut driver = Command::new("chromedriver")
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts");
-            match wait_until_ready(&mut driver, port).await {
-                Ok(()) => return Self::open_session(driver, port, &chromium).await,
-                Err(error) => {
-                    last_error = error;
-                    let _ = driver.kill();
-                    let _ = driver.wait();
-                }
-            }
-        }
-        panic!("chromedriver did not start: {last_error}");
-    }
-
-    async fn open_session(mut driver: Child, driver_port: u16, chromium: &Path) -> Self {
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": chromium, "args": CHROMIUM_ARGS },
-            "goog:loggingPrefs": { "browser": "ALL" },
-        });
-        let Value::Object(capabilities) = capabilities else {
-            unreachable!()
-        };
-        let connected = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await;
-        let client = match connected {
-            Ok(client) => client,
-            Err(error) => {
-                let _ = driver.kill();
-                let _ = driver.wait();
-                panic!(
-                    "chromedriver could not start Chromium ({}): {error}",
-                    chromium.display()
-                );
-            }
-        };
-        let session_id = client
-            .session_id()
-            .await
-            .expect("the session answers")
-            .expect("a new session has an id");
+        let (driver, client) = Driver::start().await;
         Self {
             client,
-            session_id,
             driver,
-            driver_port,
             log: Mutex::new(Vec::new()),
         }
     }
@@ -337,28 +244,15 @@ impl Browser {
 
     /// Every console log entry since the session started.
     pub async fn console_log(&self) -> Vec<LogEntry> {
-        let fresh = self
-            .client
-            .issue_cmd(BrowserLog)
-            .await
-            .expect("chromedriver's browser log");
+        let fresh = console_log::read_new_entries(&self.client).await;
         let mut log = self.log.lock().unwrap();
-        log.extend(
-            fresh
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|entry| LogEntry {
-                    level: field(entry, "level"),
-                    source: field(entry, "source"),
-                    message: field(entry, "message"),
-                }),
-        );
+        log.extend(fresh);
         log.clone()
     }
 
     /// The SEVERE console entries since the session started: uncaught script errors, failed
-    /// loads, and Content-Security-Policy violations.
+    /// loads, and Content-Security-Policy violations. Chromium asks every origin for
+    /// `/favicon.ico`, so a site without one gets a 404 entry here too.
     pub async fn console_errors(&self) -> Vec<LogEntry> {
         self.console_log()
             .await
@@ -369,46 +263,10 @@ impl Browser {
 
     /// Ends the session (Chromium quits) and stops chromedriver.
     pub async fn close(mut self) {
-        // Wait for Chromium to quit; `drop` then only stops chromedriver.
-        let closed = self.client.clone().close().await;
-        if closed.is_ok() {
-            self.session_id.clear();
+        if self.client.clone().close().await.is_ok() {
+            self.driver.session_closed();
         }
     }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // A test that panicked never reached `close`: end the session here, synchronously (the
-        // runtime may be gone), or Chromium outlives its killed chromedriver.
-        if !self.session_id.is_empty() {
-            delete_session(self.driver_port, &self.session_id);
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// `POST /session/{id}/se/log {"type": "browser"}`: chromedriver's log endpoint (fantoccini has
-/// none). It returns, and forgets, the entries gathered since the last call.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base_url: &Url, session_id: Option<&str>) -> Result<Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _request_url: &Url) -> (Method, Option<String>) {
-        (Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-fn field(entry: &Value, name: &str) -> String {
-    entry[name].as_str().unwrap_or_default().to_owned()
 }
 
 /// `target/console-screenshots`: the test binary is `target/debug/deps/<test>-<hash>`.
@@ -419,58 +277,4 @@ fn screenshot_dir() -> PathBuf {
         .nth(3)
         .expect("the test binary lives in target/<profile>/deps");
     target.join("console-screenshots")
-}
-
-/// The path of `program` on PATH, or a panic that says how to install it.
-fn find_program(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{program}` is not on PATH: the console tests need headless Chromium and \
-                 chromedriver; run deploy/chromium.sh (make test runs it) to install them"
-            )
-        })
-}
-
-/// Polls chromedriver's `/status` until it says it is ready; an error if it exits or is slow.
-async fn wait_until_ready(driver: &mut Child, port: u16) -> Result<(), String> {
-    let url = format!("http://127.0.0.1:{port}/status");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + DRIVER_START;
-    loop {
-        if let Some(status) = driver.try_wait().map_err(|error| error.to_string())? {
-            return Err(format!("chromedriver exited at start ({status})"));
-        }
-        if let Ok(response) = http.get(&url).send().await {
-            if let Ok(body) = response.json::<Value>().await {
-                if body["value"]["ready"] == true {
-                    return Ok(());
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("not ready on port {port} after {DRIVER_START:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `DELETE /session/{id}` over a plain socket, blocking, for `Drop`; errors are ignored (the
-/// driver is killed right after anyway).
-fn delete_session(port: u16, session_id: &str) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!(
-        "DELETE /session/{session_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).is_ok() {
-        // chromedriver answers once Chromium has quit.
-        let _ = stream.read_to_end(&mut Vec::new());
-    }
 }
