@@ -1,9 +1,10 @@
 //! The fired-ticks topic (`sluice.schedules.fired`, compacted, one partition): key = schedule
-//! name, value = the newest tick fired and its job id. It is written in the same transaction as
+//! name, value = a tick fired and its job id; the newest record of a key is the schedule's last
+//! fire, and the older ones compaction has not removed yet are its recent fires. It is written in the same transaction as
 //! the jobs, so what it says was fired was fired, and nothing else.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,7 @@ use rdkafka::{
 use serde::{Deserialize, Serialize};
 use sluice_core::{config::KafkaConfig, kafka};
 
-/// The newest fired tick of a schedule.
+/// A fired tick of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fired {
     /// The tick, ms since the epoch.
@@ -70,6 +71,24 @@ pub fn read_all(
     topic: &str,
     bound: Duration,
 ) -> Result<HashMap<String, Fired>, FiredError> {
+    Ok(read_recent(kafka_config, group, topic, bound, 1)?
+        .into_iter()
+        .filter_map(|(name, fires)| Some((name, fires.into_iter().next()?)))
+        .collect())
+}
+
+/// Every schedule's fires that `topic` still holds, newest first, at most `keep` of each (at
+/// least one: 0 is read as 1). The topic is compacted by schedule name, so how many older fires
+/// survive depends on when the broker last compacted it: as many as it still holds, and always
+/// the last. Read like [`read_all`]; a tombstone forgets the schedule's fires before it.
+pub fn read_recent(
+    kafka_config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    bound: Duration,
+    keep: usize,
+) -> Result<HashMap<String, Vec<Fired>>, FiredError> {
+    let keep = keep.max(1);
     let failed = |source| FiredError::Kafka {
         topic: topic.to_owned(),
         source,
@@ -94,10 +113,11 @@ pub fn read_all(
                 .map_err(failed)?;
         }
     }
-    let mut fired = HashMap::new();
+    // Oldest first while reading; reversed at the end.
+    let mut fired: HashMap<String, VecDeque<Fired>> = HashMap::new();
     let mut open = list.count();
     if open == 0 {
-        return Ok(fired);
+        return Ok(HashMap::new());
     }
     consumer.assign(&list).map_err(failed)?;
     while open > 0 {
@@ -122,7 +142,11 @@ pub fn read_all(
                         fired.remove(name);
                     }
                     Some(Ok(record)) => {
-                        fired.insert(name.to_owned(), record);
+                        let fires = fired.entry(name.to_owned()).or_default();
+                        if fires.len() == keep {
+                            fires.pop_front();
+                        }
+                        fires.push_back(record);
                     }
                     Some(Err(error)) => tracing::warn!(
                         topic,
@@ -135,7 +159,10 @@ pub fn read_all(
             }
         }
     }
-    Ok(fired)
+    Ok(fired
+        .into_iter()
+        .map(|(name, fires)| (name, fires.into_iter().rev().collect()))
+        .collect())
 }
 
 #[cfg(test)]
