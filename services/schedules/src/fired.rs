@@ -88,7 +88,6 @@ pub fn read_recent(
     bound: Duration,
     keep: usize,
 ) -> Result<HashMap<String, Vec<Fired>>, FiredError> {
-    let keep = keep.max(1);
     let failed = |source| FiredError::Kafka {
         topic: topic.to_owned(),
         source,
@@ -113,8 +112,7 @@ pub fn read_recent(
                 .map_err(failed)?;
         }
     }
-    // Oldest first while reading; reversed at the end.
-    let mut fired: HashMap<String, VecDeque<Fired>> = HashMap::new();
+    let mut fired = Recent::new(keep);
     let mut open = list.count();
     if open == 0 {
         return Ok(HashMap::new());
@@ -138,16 +136,8 @@ pub fn read_recent(
                 };
                 match message.payload().map(serde_json::from_slice::<Fired>) {
                     // A tombstone: the schedule's history was deleted on purpose.
-                    None => {
-                        fired.remove(name);
-                    }
-                    Some(Ok(record)) => {
-                        let fires = fired.entry(name.to_owned()).or_default();
-                        if fires.len() == keep {
-                            fires.pop_front();
-                        }
-                        fires.push_back(record);
-                    }
+                    None => fired.forget(name),
+                    Some(Ok(record)) => fired.push(name, record),
                     Some(Err(error)) => tracing::warn!(
                         topic,
                         schedule = name,
@@ -159,15 +149,77 @@ pub fn read_recent(
             }
         }
     }
-    Ok(fired
-        .into_iter()
-        .map(|(name, fires)| (name, fires.into_iter().rev().collect()))
-        .collect())
+    Ok(fired.newest_first())
+}
+
+/// The last `keep` fires of each schedule, in the order they were read (oldest first).
+struct Recent {
+    keep: usize,
+    fires: HashMap<String, VecDeque<Fired>>,
+}
+
+impl Recent {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep: keep.max(1),
+            fires: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, name: &str, fired: Fired) {
+        let fires = self.fires.entry(name.to_owned()).or_default();
+        if fires.len() == self.keep {
+            fires.pop_front();
+        }
+        fires.push_back(fired);
+    }
+
+    /// A tombstone: the schedule's history was deleted on purpose.
+    fn forget(&mut self, name: &str) {
+        self.fires.remove(name);
+    }
+
+    fn newest_first(self) -> HashMap<String, Vec<Fired>> {
+        self.fires
+            .into_iter()
+            .map(|(name, fires)| (name, fires.into_iter().rev().collect()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fire(tick: i64) -> Fired {
+        Fired {
+            tick,
+            job_id: format!("schedule-s-{tick}"),
+            fired_at: tick + 3,
+        }
+    }
+
+    #[test]
+    fn recent_fires_are_the_newest_few_newest_first_and_a_tombstone_forgets_them() {
+        let mut recent = Recent::new(3);
+        for tick in 1..=5 {
+            recent.push("a", fire(tick));
+        }
+        recent.push("b", fire(10));
+        recent.push("c", fire(20));
+        recent.forget("c");
+        recent.push("c", fire(21));
+        let fires = recent.newest_first();
+        let ticks = |name: &str| fires[name].iter().map(|f| f.tick).collect::<Vec<_>>();
+        assert_eq!(ticks("a"), [5, 4, 3]);
+        assert_eq!(ticks("b"), [10]);
+        assert_eq!(ticks("c"), [21], "nothing from before the tombstone");
+        // keep 0 is read as 1: the last fire is always there.
+        let mut last = Recent::new(0);
+        last.push("a", fire(1));
+        last.push("a", fire(2));
+        assert_eq!(last.newest_first()["a"], [fire(2)]);
+    }
 
     #[test]
     fn a_fired_tick_is_the_json_its_readers_expect() {
