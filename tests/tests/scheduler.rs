@@ -1,7 +1,8 @@
 //! The scheduler role as separate processes: three replicas of `sluice scheduler` fire a
 //! once-a-second schedule while the leader is SIGKILLed twice; every tick from the first fired
 //! to the last appears exactly once on the lane topic (read committed), under its derived id,
-//! the ticks missed during each failover fired late by the next leader. And a bad cron
+//! the ticks missed during each failover fired late by the next leader; `sluice schedules
+//! --json` lists the last fire and the recent ones, newest first. And a bad cron
 //! expression stops the start, naming the schedule.
 
 use std::{
@@ -317,6 +318,33 @@ async fn three_replicas_fire_every_tick_exactly_once_while_the_leader_is_killed_
     assert_eq!(rows[0]["last_fire"]["tick"], last);
     assert_eq!(rows[0]["schedule"], "every 1s");
     assert!(rows[0]["next_tick"].as_i64().unwrap() > last);
+    // The recent fires: what the compacted topic still holds (its active segment is never
+    // compacted, so here all of them, capped at 10), newest first, each its own job.
+    let recent = rows[0]["recent_fires"].as_array().expect("recent_fires");
+    assert!(
+        recent.len() > 1 && recent.len() <= 10,
+        "{} recent fires: {recent:?}",
+        recent.len()
+    );
+    assert_eq!(
+        recent[0], rows[0]["last_fire"],
+        "the newest is the last fire"
+    );
+    let recent_ticks: Vec<i64> = recent.iter().map(|f| f["tick"].as_i64().unwrap()).collect();
+    assert!(
+        recent_ticks.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {recent_ticks:?}"
+    );
+    let job_ids: BTreeSet<&str> = recent
+        .iter()
+        .map(|f| f["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(job_ids.len(), recent.len(), "distinct jobs: {recent:?}");
+    for fire in recent {
+        let tick = fire["tick"].as_i64().unwrap();
+        assert_eq!(fire["job_id"], format!("{JOB_PREFIX}{tick}"));
+        assert!(ticks.contains(&tick), "fire {tick} is a tick enqueued");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

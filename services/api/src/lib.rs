@@ -2,6 +2,7 @@
 //! only after Kafka acknowledged them; reports job status from Redis.
 
 mod auth;
+mod consumers;
 mod dlq;
 mod error;
 mod files;
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{kind_or_id}", get(jobs::get))
         .route("/v1/feed/{user_id}", get(social::feed))
         .route("/v1/queue/stats", get(queue::stats))
+        .route("/v1/queue/consumers", get(consumers::list))
         .route("/v1/dlq/{kind}", get(dlq::list))
         .route("/v1/uploads/images/{job_id}", get(uploads::get))
         .route_layer(middleware::from_fn_with_state(Scope::Read, auth::require));

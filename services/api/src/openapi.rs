@@ -257,6 +257,29 @@ pub fn document(registry: &Registry) -> Json {
         "operationId": "queue_stats", "tags": ["operations"], "security": needs(Scope::Read),
         "responses": responses(("200", "Pending, failed, workers, per kind and topic", json!({"type": "object", "required": ["pending", "failed", "workers", "kinds", "topics"], "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}, "workers": {"type": "integer"}, "kinds": {"type": "object"}, "topics": {"type": "object"}, "collected_at": {"type": "integer"}}})), &[("503", "Queue health cannot be read right now")]),
     }}));
+    let partition_lag = json!({"type": "object", "required": ["partition", "high_watermark", "committed", "lag"], "properties": {
+        "partition": {"type": "integer"}, "high_watermark": {"type": "integer"}, "committed": {"type": "integer"}, "lag": {"type": "integer"}}});
+    let topic_lag = json!({"type": "object", "required": ["group", "lag", "lag_seconds", "partitions"], "properties": {
+        "group": {"type": "string"}, "lag": {"type": "integer"}, "lag_seconds": {"type": "number"},
+        "partitions": {"type": "array", "items": partition_lag}}});
+    let member = json!({"type": "object", "required": ["member_id", "client_id", "host", "assignments"], "properties": {
+        "member_id": {"type": "string"}, "client_id": {"type": "string"}, "host": {"type": "string"},
+        "assignments": {"type": "array", "items": {"type": "object", "required": ["topic", "partition"], "properties": {
+            "topic": {"type": "string"}, "partition": {"type": "integer"}}}}}});
+    let waiting = json!({"type": "object", "required": ["topic", "partition", "offset", "due_at_ms"], "properties": {
+        "topic": {"type": "string"}, "partition": {"type": "integer"}, "offset": {"type": "integer"}, "due_at_ms": {"type": "integer"}}});
+    paths.insert("/v1/queue/consumers".into(), json!({"get": {
+        "operationId": "queue_consumers", "tags": ["operations"], "security": needs(Scope::Read),
+        "summary": "Each consumer group sluice uses: members and their partitions, lag per partition, timed partitions waiting for a due time",
+        "responses": responses(("200", "Every group: each kind's workers, the fanout's two, the scheduler's and the delay ladder's", json!({"type": "object", "required": ["groups", "collected_at"], "properties": {
+            "groups": {"type": "array", "items": {"type": "object", "required": ["group", "state", "members", "lag", "topics", "waiting"], "properties": {
+                "group": {"type": "string"}, "state": {"type": "string"},
+                "members": {"type": "array", "items": member},
+                "lag": {"type": "integer"},
+                "topics": {"type": "object", "additionalProperties": topic_lag},
+                "waiting": {"type": "array", "items": waiting}}}},
+            "collected_at": {"type": "integer"}}})), &[("503", "Consumer groups cannot be read right now")]),
+    }}));
     paths.insert("/v1/uploads/images".into(), json!({"post": {
         "operationId": "upload_image", "tags": ["uploads"], "security": needs(Scope::Publish),
         "summary": "Store an image and enqueue its thumbnails (202 once Kafka holds the `image` job)",

@@ -8,14 +8,7 @@
 use std::time::Duration;
 
 use sluice_core::schedules::MissedPolicy;
-
-/// The ticks of a schedule, in ms since the Unix epoch.
-pub trait Ticks {
-    /// The first tick strictly after `after`; `None` when there is none.
-    fn next_after(&self, after: i64) -> Option<i64>;
-    /// The last tick strictly before `before`; `None` when there is none.
-    fn last_before(&self, before: i64) -> Option<i64>;
-}
+pub use sluice_schedules::Ticks;
 
 /// What to do now for one schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

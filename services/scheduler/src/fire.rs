@@ -38,7 +38,7 @@ pub enum FireError {
     #[error("transaction failed (nothing of it is visible): {0}")]
     Transaction(#[source] KafkaError),
     #[error(transparent)]
-    Read(#[from] crate::fired::FiredError),
+    Read(#[from] sluice_schedules::fired::FiredError),
     #[error("the fire task panicked")]
     Panicked,
 }

@@ -3,17 +3,15 @@
 //!
 //! `leader` elects one replica through a Kafka consumer group, `ticker` is the leader's loop,
 //! `fire` commits a tick's job together with its record in the fired-ticks topic (`fired`) in
-//! one transaction, `catch_up` decides which missed ticks are fired, `schedule` parses the
-//! configuration and computes ticks, `list` is what `sluice schedules` shows.
+//! one transaction, `catch_up` decides which missed ticks are fired. Parsing the schedules, the
+//! fired-ticks topic's reader and the listing are the `sluice-schedules` library, shared with
+//! the CLI and the api.
 
 pub mod catch_up;
 mod fire;
-pub mod fired;
 pub mod ladder;
 mod leader;
-pub mod list;
 mod metrics;
-pub mod schedule;
 mod ticker;
 
 use std::{sync::Arc, time::Duration};
@@ -22,6 +20,7 @@ use anyhow::Context;
 use axum::{routing::get, Router};
 use sluice_core::{status::StatusStore, topics::Topics, Config};
 use sluice_kinds::Registry;
+use sluice_schedules::schedule;
 use tokio::{
     net::TcpListener,
     sync::{watch, OnceCell},

@@ -16,12 +16,15 @@ use sluice_kinds::Registry;
 use tokio::sync::{watch, OnceCell};
 use tokio_util::sync::CancellationToken;
 
+use sluice_schedules::{
+    fired::{self, Fired},
+    schedule::Schedule,
+};
+
 use crate::{
     catch_up::{self, Ticks},
     fire::{FireError, Record, Term},
-    fired::{self, Fired},
     metrics::SchedulerMetrics,
-    schedule::Schedule,
 };
 
 /// Ticks fired in one transaction at most: a long catch-up is committed in steps.

@@ -5,7 +5,7 @@ use sluice_core::Config;
 use sluice_kinds::Registry;
 
 pub async fn run(config: &Config, registry: &Registry, json: bool) -> anyhow::Result<()> {
-    let rows = sluice_scheduler::list::rows(config, registry)
+    let rows = sluice_schedules::list::rows(config, registry)
         .await
         .with_context(|| format!("reading schedules from {}", config.kafka.bootstrap_servers))?;
     if json {
@@ -16,7 +16,7 @@ pub async fn run(config: &Config, registry: &Registry, json: bool) -> anyhow::Re
         println!("no schedules configured ([[schedules]] in the configuration)");
         return Ok(());
     }
-    let table: Vec<[String; 6]> = rows
+    let table: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
             let kind = match &row.priority {
@@ -31,6 +31,7 @@ pub async fn run(config: &Config, registry: &Registry, json: bool) -> anyhow::Re
                 row.last_fire
                     .as_ref()
                     .map_or_else(|| "never".to_owned(), |f| f.tick_at.clone()),
+                row.recent_fires.len().to_string(),
                 row.next_tick_at.clone().unwrap_or_else(|| "-".to_owned()),
             ]
         })
@@ -41,6 +42,8 @@ pub async fn run(config: &Config, registry: &Registry, json: bool) -> anyhow::Re
         "kind",
         "missed",
         "last fire",
+        // How many recent fires the compacted fired-ticks topic still holds (at most 10).
+        "recent",
         "next fire",
     ];
     let mut widths = header.map(str::len);

@@ -3,7 +3,13 @@
 //! kind's consumer group), retry backlog, and how old the oldest unprocessed job is.
 //!
 //! It is measured from outside the groups — committed offsets against high watermarks — so it
-//! is right even when every worker is down, which is exactly when it matters.
+//! is right even when every worker is down, which is exactly when it matters. `groups` shows
+//! each consumer group in detail (members, their assignments, lag per partition, timed
+//! partitions waiting for a due time).
+
+mod assignment;
+mod groups;
+mod heads;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -28,6 +34,8 @@ use sluice_core::{
 };
 use sluice_dlq::PendingCounter;
 use sluice_kinds::Registry;
+
+pub use groups::{AssignedPartition, GroupView, Member, WaitingPartition};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -97,7 +105,10 @@ pub struct StatsReader {
     registry: Arc<Registry>,
     topics: Topics,
     dead_letters: PendingCounter,
+    /// Describes groups; never assigned anything.
     peek: Reader,
+    /// Reads head records (`heads`), one caller at a time.
+    heads: Mutex<Reader>,
     groups: Mutex<HashMap<String, Reader>>,
 }
 
@@ -116,6 +127,7 @@ impl StatsReader {
             topics: Topics::new(&config.topics),
             dead_letters: PendingCounter::new(config),
             peek: client(config, "sluice-stats-peek")?,
+            heads: Mutex::new(client(config, "sluice-stats-peek")?),
             groups: Mutex::new(HashMap::new()),
         })
     }
@@ -239,31 +251,11 @@ impl StatsReader {
     /// Age in seconds of the oldest unprocessed record: the record at each lagging partition's
     /// committed offset, read by timestamp.
     fn oldest_age(&self, topic: &str, partitions: &[PartitionLag]) -> f64 {
-        let lagging: Vec<&PartitionLag> = partitions.iter().filter(|p| p.lag > 0).collect();
-        if lagging.is_empty() {
-            return 0.0;
-        }
-        let mut assignment = TopicPartitionList::new();
-        for p in &lagging {
-            let _ =
-                assignment.add_partition_offset(topic, p.partition, Offset::Offset(p.committed));
-        }
-        if self.peek.assign(&assignment).is_err() {
-            return 0.0;
-        }
-        let mut oldest: Option<i64> = None;
-        let mut seen = std::collections::HashSet::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while seen.len() < lagging.len() && std::time::Instant::now() < deadline {
-            if let Some(Ok(message)) = self.peek.poll(Duration::from_millis(100)) {
-                if seen.insert(message.partition()) {
-                    if let Some(ts) = message.timestamp().to_millis() {
-                        oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
-                    }
-                }
-            }
-        }
-        let _ = self.peek.unassign();
+        let oldest = self
+            .read_heads(topic, partitions, |message| message.timestamp().to_millis())
+            .into_values()
+            .flatten()
+            .min();
         oldest.map_or(0.0, |ts| ((now_millis() - ts).max(0)) as f64 / 1000.0)
     }
 }

@@ -17,7 +17,7 @@ use sluice_core::{
 };
 use sluice_kinds::{JobError, Registry};
 
-use crate::catch_up::Ticks;
+use crate::Ticks;
 
 /// A schedule's problem, named by its configuration key (`schedules.nightly-cleanup.cron`).
 #[derive(Debug, thiserror::Error)]

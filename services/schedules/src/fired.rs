@@ -1,9 +1,10 @@
 //! The fired-ticks topic (`sluice.schedules.fired`, compacted, one partition): key = schedule
-//! name, value = the newest tick fired and its job id. It is written in the same transaction as
+//! name, value = a tick fired and its job id; the newest record of a key is the schedule's last
+//! fire, and the older ones compaction has not removed yet are its recent fires. It is written in the same transaction as
 //! the jobs, so what it says was fired was fired, and nothing else.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,7 @@ use rdkafka::{
 use serde::{Deserialize, Serialize};
 use sluice_core::{config::KafkaConfig, kafka};
 
-/// The newest fired tick of a schedule.
+/// A fired tick of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fired {
     /// The tick, ms since the epoch.
@@ -70,6 +71,23 @@ pub fn read_all(
     topic: &str,
     bound: Duration,
 ) -> Result<HashMap<String, Fired>, FiredError> {
+    Ok(read_recent(kafka_config, group, topic, bound, 1)?
+        .into_iter()
+        .filter_map(|(name, fires)| Some((name, fires.into_iter().next()?)))
+        .collect())
+}
+
+/// Every schedule's fires that `topic` still holds, newest first, at most `keep` of each (at
+/// least one: 0 is read as 1). The topic is compacted by schedule name, so how many older fires
+/// survive depends on when the broker last compacted it: as many as it still holds, and always
+/// the last. Read like [`read_all`]; a tombstone forgets the schedule's fires before it.
+pub fn read_recent(
+    kafka_config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    bound: Duration,
+    keep: usize,
+) -> Result<HashMap<String, Vec<Fired>>, FiredError> {
     let failed = |source| FiredError::Kafka {
         topic: topic.to_owned(),
         source,
@@ -94,10 +112,10 @@ pub fn read_all(
                 .map_err(failed)?;
         }
     }
-    let mut fired = HashMap::new();
+    let mut fired = Recent::new(keep);
     let mut open = list.count();
     if open == 0 {
-        return Ok(fired);
+        return Ok(HashMap::new());
     }
     consumer.assign(&list).map_err(failed)?;
     while open > 0 {
@@ -118,12 +136,8 @@ pub fn read_all(
                 };
                 match message.payload().map(serde_json::from_slice::<Fired>) {
                     // A tombstone: the schedule's history was deleted on purpose.
-                    None => {
-                        fired.remove(name);
-                    }
-                    Some(Ok(record)) => {
-                        fired.insert(name.to_owned(), record);
-                    }
+                    None => fired.forget(name),
+                    Some(Ok(record)) => fired.push(name, record),
                     Some(Err(error)) => tracing::warn!(
                         topic,
                         schedule = name,
@@ -135,12 +149,77 @@ pub fn read_all(
             }
         }
     }
-    Ok(fired)
+    Ok(fired.newest_first())
+}
+
+/// The last `keep` fires of each schedule, in the order they were read (oldest first).
+struct Recent {
+    keep: usize,
+    fires: HashMap<String, VecDeque<Fired>>,
+}
+
+impl Recent {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep: keep.max(1),
+            fires: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, name: &str, fired: Fired) {
+        let fires = self.fires.entry(name.to_owned()).or_default();
+        if fires.len() == self.keep {
+            fires.pop_front();
+        }
+        fires.push_back(fired);
+    }
+
+    /// A tombstone: the schedule's history was deleted on purpose.
+    fn forget(&mut self, name: &str) {
+        self.fires.remove(name);
+    }
+
+    fn newest_first(self) -> HashMap<String, Vec<Fired>> {
+        self.fires
+            .into_iter()
+            .map(|(name, fires)| (name, fires.into_iter().rev().collect()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fire(tick: i64) -> Fired {
+        Fired {
+            tick,
+            job_id: format!("schedule-s-{tick}"),
+            fired_at: tick + 3,
+        }
+    }
+
+    #[test]
+    fn recent_fires_are_the_newest_few_newest_first_and_a_tombstone_forgets_them() {
+        let mut recent = Recent::new(3);
+        for tick in 1..=5 {
+            recent.push("a", fire(tick));
+        }
+        recent.push("b", fire(10));
+        recent.push("c", fire(20));
+        recent.forget("c");
+        recent.push("c", fire(21));
+        let fires = recent.newest_first();
+        let ticks = |name: &str| fires[name].iter().map(|f| f.tick).collect::<Vec<_>>();
+        assert_eq!(ticks("a"), [5, 4, 3]);
+        assert_eq!(ticks("b"), [10]);
+        assert_eq!(ticks("c"), [21], "nothing from before the tombstone");
+        // keep 0 is read as 1: the last fire is always there.
+        let mut last = Recent::new(0);
+        last.push("a", fire(1));
+        last.push("a", fire(2));
+        assert_eq!(last.newest_first()["a"], [fire(2)]);
+    }
 
     #[test]
     fn a_fired_tick_is_the_json_its_readers_expect() {
