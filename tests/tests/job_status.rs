@@ -92,6 +92,16 @@ async fn failures_build_a_history_that_later_updates_keep_and_redeliveries_do_no
         status.trace_id.as_deref(),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
+
+    // Replayed from the dead letters, the job counts from attempt 1 again: a new history.
+    write(
+        &store,
+        &[update(id, Status::Retrying, 1, Some("again"))],
+        6000,
+    )
+    .await;
+    let replayed = store.get(id).await.unwrap().unwrap();
+    assert_eq!(attempts_and_errors(&replayed), vec![(1, "again", 6000)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

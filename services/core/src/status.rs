@@ -178,7 +178,8 @@ fn tolerant_errors<'de, D: serde::Deserializer<'de>>(
 /// document without `errors`, `ARGV[2]` the ttl in ms; `ARGV[3..5]` this attempt's number, error
 /// and time when it failed (attempt `0`: nothing to add). The stored history is kept, the
 /// attempt's error appended unless it is there already (a write repeated after a redelivery),
-/// the newest `MAX_ERRORS` kept. The new document is spliced as sent rather than decoded and
+/// the newest `MAX_ERRORS` kept; a history with a later attempt than this one is from before the
+/// job started over (a replayed dead letter counts attempts from 1 again) and is dropped. The new document is spliced as sent rather than decoded and
 /// encoded again, so its `result` reaches Redis byte for byte.
 pub const MERGE_ERRORS: &str = r#"
 local errors = {}
@@ -198,6 +199,11 @@ if attempt > 0 then
     local seen = false
     for _, entry in ipairs(errors) do
         if tonumber(entry.attempt) == attempt then seen = true end
+        if tonumber(entry.attempt) > attempt then
+            -- The job started over (a replayed dead letter counts from 1 again).
+            errors, seen = {}, false
+            break
+        end
     end
     if not seen then
         errors[#errors + 1] = {attempt = attempt, error = ARGV[4], at = tonumber(ARGV[5])}
