@@ -334,5 +334,12 @@ mod tests {
         assert_eq!(counts.sum_last(1).total(), 5);
         assert_eq!(counts.sum_last(2).succeeded, 1);
         assert_eq!(counts.sum_last(60).succeeded, 3);
+        // The console serves it as JSON, lanes by name.
+        let json = serde_json::to_value(&counts).unwrap();
+        assert_eq!(
+            json["lanes"]["low"]["retried"],
+            serde_json::json!([0, 0, 4])
+        );
+        assert_eq!(json["total"]["succeeded"], serde_json::json!([2, 0, 1]));
     }
 }

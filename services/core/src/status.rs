@@ -175,12 +175,13 @@ fn tolerant_errors<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Writes an update that has an error history (`KEYS[1]`: the status key). `ARGV[1]` is the new
-/// document without `errors`, `ARGV[2]` the ttl in ms; `ARGV[3..5]` this attempt's number, error
-/// and time when it failed (attempt `0`: nothing to add). The stored history is kept, the
-/// attempt's error appended unless it is there already (a write repeated after a redelivery),
-/// the newest `MAX_ERRORS` kept; a history with a later attempt than this one is from before the
-/// job started over (a replayed dead letter counts attempts from 1 again) and is dropped. The new document is spliced as sent rather than decoded and
-/// encoded again, so its `result` reaches Redis byte for byte.
+/// document without `errors`, `ARGV[2]` the ttl in ms, `ARGV[3..=5]` this attempt's number, error
+/// and time it failed (attempt `0`: nothing to add), `ARGV[6]` the entries kept at most. The
+/// stored history is kept and the attempt's error appended unless it is there already (a write
+/// repeated after a redelivery), the newest kept; a history with a later attempt than this one is
+/// from before the job started over (a replayed dead letter counts from 1 again) and is dropped.
+/// The new document is spliced as sent rather than decoded and encoded again, so its `result`
+/// reaches Redis byte for byte.
 pub const MERGE_ERRORS: &str = r#"
 local errors = {}
 local stored = redis.call('GET', KEYS[1])
