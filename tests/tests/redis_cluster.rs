@@ -17,7 +17,9 @@ use redis::AsyncCommands;
 use serde_json::{json, Value};
 use sluice_core::{
     hooks::{HookConfig, Secrets},
+    in_flight::read_in_flight,
     lanes::Priority,
+    outcomes,
     retry::Delay,
     status::Status,
 };
@@ -189,6 +191,39 @@ async fn job_status_waits_cancels_and_retries_work_on_a_redis_cluster() {
     let retried = submit(&http, &base, json!({"fail_attempts": 2})).await;
     let status = wait_for(&http, &base, &retried, "succeeded").await;
     assert_eq!(status["attempts"], 3, "{status}");
+    // Each failure's error kept by the status script, on the key's own master.
+    let attempts: Vec<u64> = status["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, vec![1, 2], "{status}");
+    assert_eq!(status["lane"], "normal");
+    assert_eq!(
+        status["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{status}"
+    );
+
+    // Outcome counters and in-flight reports live in other slots than the statuses: written
+    // and read per slot. 10 succeeded (1 + 8 waits + the retried one), 2 retries.
+    let redis = env.redis().await;
+    let prefix = env.config.redis.key_prefix.clone();
+    let kinds = vec!["noop".to_owned()];
+    eventually("the outcome counts on the cluster", WAIT, || async {
+        let read = outcomes::read(&redis, &prefix, &kinds, 5, now_ms())
+            .await
+            .unwrap();
+        let counted = read["noop"].sum_last(5);
+        (counted.succeeded == 10 && counted.retried == 2 && counted.dead_lettered == 0)
+            .then_some(())
+    })
+    .await;
+    let in_flight = read_in_flight(&redis, &prefix, &kinds, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(in_flight["noop"].workers, 1, "{in_flight:?}");
 
     worker.stop().await;
     api.stop().await;

@@ -35,8 +35,27 @@ async fn a_job_that_fails_twice_succeeds_on_the_third_attempt_after_the_tier_del
         .wait_for_status(&store, &ids[0], Status::Succeeded, Duration::from_secs(30))
         .await;
     assert_eq!(status.attempts, 3);
+    // Each failed attempt's own error, oldest first; its lane and trace with every update.
+    let errors: Vec<(u32, &str)> = status
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.error.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![(1, "receiver answered 500"), (2, "receiver answered 503")]
+    );
+    assert!(status.errors[0].at < status.errors[1].at);
+    assert_eq!(status.lane, Some(sluice_core::lanes::Priority::Normal));
     let requests = receiver.requests();
     assert_eq!(requests.len(), 3);
+    let original = &env.read_all(&env.topics().jobs("webhook"))[0];
+    let traceparent = headers::get(original.headers().unwrap(), headers::TRACEPARENT);
+    assert_eq!(
+        status.trace_id.as_deref(),
+        traceparent.and_then(headers::trace_id),
+        "the trace id of the traceparent the job carried"
+    );
     for (gap, tier) in [
         (requests[1].at - requests[0].at, 2),
         (requests[2].at - requests[1].at, 4),
@@ -81,6 +100,16 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_every_
         .await;
     assert_eq!(status.attempts, 3);
     assert_eq!(status.last_error.as_deref(), Some("receiver answered 500"));
+    let attempts: Vec<u32> = status.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(
+        attempts,
+        vec![1, 2, 3],
+        "every attempt's error, the last one too"
+    );
+    assert!(status
+        .errors
+        .iter()
+        .all(|e| e.error == "receiver answered 500"));
     assert_eq!(receiver.requests().len(), 3);
 
     let dead = env.read_all(&env.topics().dead_letters("webhook"));

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sluice_core::{
     headers::{self, OwnedHeaders},
-    status::{JobStatus, Status},
+    status::{Accepted, JobStatus, Status},
 };
 use sluice_kinds::PreparedJob;
 
@@ -100,7 +100,15 @@ pub async fn enqueue(
     // worker writes its own, so it must not turn an accepted job into an error.
     let status_write = tokio::time::timeout(
         Duration::from_secs(1),
-        state.status.mark_accepted(&job.job_id, kind, job.run_at),
+        state.status.mark_accepted(
+            &job.job_id,
+            &Accepted {
+                kind,
+                lane: job.priority,
+                traceparent: Some(&route.traceparent),
+            },
+            job.run_at,
+        ),
     )
     .await;
     if !matches!(status_write, Ok(Ok(()))) {

@@ -376,14 +376,18 @@ pub fn document(registry: &Registry) -> Json {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Accepted": {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "scheduled"]}, "run_at": {"type": "integer", "description": "A delayed job's due time, ms since the epoch"}}},
-                "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at"], "properties": {
+                "JobStatus": {"type": "object", "required": ["job_id", "kind", "status", "attempts", "updated_at", "lane", "trace_id", "errors"], "properties": {
                     "job_id": {"type": "string"}, "kind": {"type": "string"},
                     "status": {"type": "string", "enum": ["queued", "scheduled", "running", "retrying", "succeeded", "dead_lettered", "cancelled", "expired"]},
                     "attempts": {"type": "integer", "minimum": 0},
                     "last_error": {"type": ["string", "null"]},
                     "result": {"description": "What the handler returned (JSON), or null"},
                     "run_at": {"type": "integer", "description": "A scheduled job's due time, ms since the epoch"},
-                    "updated_at": {"type": "integer"}}},
+                    "updated_at": {"type": "integer"},
+                    "lane": {"type": ["string", "null"], "enum": ["high", "normal", "low", null], "description": "The lane the job runs in; null for a status written before lanes were recorded"},
+                    "trace_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$", "description": "The trace id of the job's `traceparent`"},
+                    "errors": {"type": "array", "description": "Each failed attempt's error, oldest first, the last 20 at most", "items": {"type": "object", "required": ["attempt", "error", "at"], "properties": {
+                        "attempt": {"type": "integer", "minimum": 1}, "error": {"type": "string"}, "at": {"type": "integer", "description": "When the attempt failed, ms since the epoch"}}}}}},
                 "DeadLetter": {"type": "object", "required": ["offset", "job_id", "attempts", "error_class", "error", "dead_at", "state"], "properties": {
                     "offset": {"type": "string"}, "job_id": {"type": "string"}, "attempts": {"type": "integer"},
                     "error_class": {"type": "string"}, "error": {"type": "string"}, "dead_at": {"type": "integer"},

@@ -5,6 +5,11 @@
 //! per change: the worker's throughput was bound by Redis's time for these writes. Every update
 //! therefore carries every field, `last_error` included (a retry carries its previous error in
 //! its headers).
+//!
+//! The one exception is the history of attempt errors (`errors`), which no single update
+//! carries: an update that is a failure, or comes after one, is written by a small script on the
+//! same key that keeps the stored history and appends this attempt's error
+//! ([`MERGE_ERRORS`]). An attempt-1 update without an error — nearly every job — stays one `SET`.
 
 use std::time::Duration;
 
@@ -14,8 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::RedisConfig,
     headers::now_millis,
+    lanes::Priority,
     redis_conn::{connect, RedisConn},
 };
+
+/// Attempt errors a status keeps at most (the newest).
+pub const MAX_ERRORS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +85,21 @@ pub struct JobStatus {
     pub run_at: Option<i64>,
     /// Milliseconds since the Unix epoch.
     pub updated_at: i64,
+    /// The lane the job runs in; unknown for a job written before lanes were recorded.
+    pub lane: Option<Priority>,
+    /// The 32-hex trace id of the job's `traceparent`.
+    pub trace_id: Option<String>,
+    /// One entry per failed attempt, oldest first, the last [`MAX_ERRORS`] at most.
+    pub errors: Vec<AttemptError>,
+}
+
+/// The error of one failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: u32,
+    pub error: String,
+    /// When the attempt failed, ms since the epoch.
+    pub at: i64,
 }
 
 /// One change of one job's status.
@@ -89,6 +113,23 @@ pub struct StatusUpdate {
     pub error: Option<String>,
     /// The handler's result, once succeeded.
     pub result: Option<serde_json::Value>,
+    /// The lane the job is served in.
+    pub lane: Option<Priority>,
+    /// The trace id of the job's `traceparent`.
+    pub trace_id: Option<String>,
+}
+
+impl StatusUpdate {
+    /// A failure of this attempt: `error` is this attempt's own, to add to the history.
+    fn is_failure(&self) -> bool {
+        matches!(self.status, Status::Retrying | Status::DeadLettered)
+    }
+
+    /// Whether the job has an error history to keep: it failed now or before. Only such updates
+    /// pay for the merge script; the rest are one plain `SET`.
+    fn has_history(&self) -> bool {
+        self.is_failure() || self.error.is_some() || self.attempts > 1
+    }
 }
 
 /// The stored form of a job's status (its id is in the key).
@@ -105,6 +146,86 @@ struct Stored<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run_at: Option<i64>,
     updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lane: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    trace_id: Option<std::borrow::Cow<'a, str>>,
+    /// Never written empty (the merge script would read `[]` back as `{}`, Lua having one table
+    /// type); read tolerantly.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "tolerant_errors"
+    )]
+    errors: Vec<AttemptError>,
+}
+
+/// The stored `errors`: a list, or anything else (an empty Lua table encodes as `{}`) as none.
+fn tolerant_errors<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<AttemptError>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| serde_json::from_value(item).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// Writes an update that has an error history (`KEYS[1]`: the status key). `ARGV[1]` is the new
+/// document without `errors`, `ARGV[2]` the ttl in ms, `ARGV[3..=5]` this attempt's number, error
+/// and time it failed (attempt `0`: nothing to add), `ARGV[6]` the entries kept at most. The
+/// stored history is kept and the attempt's error appended unless it is there already (a write
+/// repeated after a redelivery), the newest kept; a history with a later attempt than this one is
+/// from before the job started over (a replayed dead letter counts from 1 again) and is dropped.
+/// The new document is spliced as sent rather than decoded and encoded again, so its `result`
+/// reaches Redis byte for byte.
+pub const MERGE_ERRORS: &str = r#"
+local errors = {}
+local stored = redis.call('GET', KEYS[1])
+if stored then
+    local ok, old = pcall(cjson.decode, stored)
+    if ok and type(old) == 'table' and type(old.errors) == 'table' then
+        for _, entry in ipairs(old.errors) do
+            if type(entry) == 'table' and tonumber(entry.attempt) then
+                errors[#errors + 1] = entry
+            end
+        end
+    end
+end
+local attempt = tonumber(ARGV[3])
+if attempt > 0 then
+    local seen = false
+    for _, entry in ipairs(errors) do
+        if tonumber(entry.attempt) == attempt then seen = true end
+        if tonumber(entry.attempt) > attempt then
+            -- The job started over (a replayed dead letter counts from 1 again).
+            errors, seen = {}, false
+            break
+        end
+    end
+    if not seen then
+        errors[#errors + 1] = {attempt = attempt, error = ARGV[4], at = tonumber(ARGV[5])}
+    end
+end
+local keep = tonumber(ARGV[6])
+while #errors > keep do table.remove(errors, 1) end
+local document = ARGV[1]
+if #errors > 0 then
+    document = string.sub(document, 1, -2) .. ',"errors":' .. cjson.encode(errors) .. '}'
+end
+return redis.call('SET', KEYS[1], document, 'PX', ARGV[2])
+"#;
+
+/// What the api (or the scheduler) knows of a job it has just handed to Kafka.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted<'a> {
+    pub kind: &'a str,
+    pub lane: Priority,
+    /// The job's `traceparent` (its trace id is stored).
+    pub traceparent: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -128,6 +249,11 @@ impl StatusStore {
         self.redis.clone()
     }
 
+    /// `redis.key_prefix`, which every key of this store starts with.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
     /// The hash slot of the job's status key (writers batch by slot on a Redis Cluster).
     pub fn key_slot(&self, job_id: &str) -> u16 {
         crate::redis_conn::slot_of(&self.key(job_id))
@@ -146,8 +272,12 @@ impl StatusStore {
 
     /// Records a job as queued unless a worker already recorded progress: the API writes this
     /// after Kafka's acknowledgement, which can come after a fast worker has started the job.
-    pub async fn mark_queued(&self, job_id: &str, kind: &str) -> redis::RedisResult<()> {
-        self.mark_accepted(job_id, kind, None).await
+    pub async fn mark_queued(
+        &self,
+        job_id: &str,
+        accepted: &Accepted<'_>,
+    ) -> redis::RedisResult<()> {
+        self.mark_accepted(job_id, accepted, None).await
     }
 
     /// `mark_queued`, or for a delayed job `scheduled` with its due time, kept until
@@ -155,12 +285,12 @@ impl StatusStore {
     pub async fn mark_accepted(
         &self,
         job_id: &str,
-        kind: &str,
+        job: &Accepted<'_>,
         run_at: Option<i64>,
     ) -> redis::RedisResult<()> {
         let now = now_millis();
         let accepted = Stored {
-            kind: kind.into(),
+            kind: job.kind.into(),
             status: if run_at.is_some() {
                 Status::Scheduled
             } else {
@@ -171,6 +301,12 @@ impl StatusStore {
             result: None,
             run_at,
             updated_at: now,
+            lane: Some(job.lane),
+            trace_id: job
+                .traceparent
+                .and_then(crate::headers::trace_id)
+                .map(Into::into),
+            errors: Vec::new(),
         };
         let wait = Duration::from_millis(run_at.map_or(0, |at| (at - now).max(0) as u64));
         let mut set = self.set_kept(job_id, &accepted, wait + self.ttl);
@@ -179,8 +315,10 @@ impl StatusStore {
     }
 
     /// Adds the one command of one job's status change to `pipe` (`StatusWriter` sends many in
-    /// one round trip). `scratch` is reused across a batch for the key and the document, which
-    /// the command copies: no allocation of its own per update.
+    /// one round trip): a `SET`, or for a job with an error history the `MERGE_ERRORS` script on
+    /// the same key (so a batch grouped by the key's slot stays valid on a cluster). `scratch`
+    /// is reused across a batch for the key and the document, which the command copies: no
+    /// allocation of its own per update.
     pub fn add_to(
         &self,
         pipe: &mut redis::Pipeline,
@@ -196,8 +334,16 @@ impl StatusStore {
             result: update.result.clone(),
             run_at: None,
             updated_at: now,
+            lane: update.lane,
+            trace_id: update.trace_id.as_deref().map(Into::into),
+            errors: Vec::new(),
         };
-        pipe.cmd("SET");
+        let history = update.has_history();
+        if history {
+            pipe.cmd("EVAL").arg(MERGE_ERRORS).arg(1);
+        } else {
+            pipe.cmd("SET");
+        }
         scratch.clear();
         scratch.extend_from_slice(self.key_prefix.as_bytes());
         scratch.extend_from_slice(b"job:");
@@ -205,10 +351,18 @@ impl StatusStore {
         pipe.arg(&scratch[..]);
         scratch.clear();
         serde_json::to_writer(&mut *scratch, &stored).expect("status serializes");
-        pipe.arg(&scratch[..])
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
-            .ignore();
+        pipe.arg(&scratch[..]);
+        let ttl = self.ttl.as_millis() as u64;
+        if !history {
+            pipe.arg("PX").arg(ttl).ignore();
+            return;
+        }
+        pipe.arg(ttl);
+        match (update.is_failure(), update.error.as_deref()) {
+            (true, Some(error)) => pipe.arg(update.attempts).arg(error).arg(now),
+            _ => pipe.arg(0).arg("").arg(0),
+        };
+        pipe.arg(MAX_ERRORS).ignore();
     }
 
     /// Adds the one notification of a batch naming every job in it that became final.
@@ -232,6 +386,9 @@ impl StatusStore {
                 result: s.result,
                 run_at: s.run_at,
                 updated_at: s.updated_at,
+                lane: s.lane,
+                trace_id: s.trace_id.map(|t| t.into_owned()),
+                errors: s.errors,
             })
         }) else {
             return Ok(None);
@@ -280,6 +437,9 @@ impl StatusStore {
             result: status.result.clone(),
             run_at: status.run_at,
             updated_at: now_millis(),
+            lane: status.lane,
+            trace_id: status.trace_id.as_deref().map(Into::into),
+            errors: status.errors.clone(),
         };
         self.set(&status.job_id, &stored)
             .query_async::<()>(&mut self.redis.clone())

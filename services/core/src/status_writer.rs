@@ -9,7 +9,13 @@
 //! the job's offset there, so an outcome is in Redis before its offset is stored, without the
 //! job's slot waiting for the round trip.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +31,9 @@ const QUEUE: usize = 16 * 1024;
 /// A batch write taking longer than this counts as failed, so a hung Redis delays offsets by
 /// at most this much.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Counter writes of one writing task in flight at most; past that (Redis answering counters
+/// far slower than statuses) a batch's counts are dropped rather than piling up tasks.
+const MAX_COUNTER_WRITES: usize = 8;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("job status write failed: {0}")]
@@ -133,7 +142,9 @@ impl StatusWriter {
 
 async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let counter_writes = Arc::new(AtomicUsize::new(0));
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        write_counters(&store, &batch, &counter_writes);
         let result = write(&store, commands(&store, &batch)).await;
         if let Err(e) = &result {
             // Once per batch, not per job: the jobs go on, only their status is missing.
@@ -151,6 +162,37 @@ async fn write_batches(store: StatusStore, mut receiver: mpsc::Receiver<Queued>)
             }
         }
     }
+}
+
+/// Counts the batch's outcomes (`outcomes`) on a task of its own, bounded by `WRITE_TIMEOUT`;
+/// sent before the statuses' own round trip, so on a healthy Redis both go out together.
+fn write_counters(store: &StatusStore, batch: &[Queued], in_flight: &Arc<AtomicUsize>) {
+    let updates = batch.iter().filter_map(|queued| match queued {
+        Queued::Update { update, .. } => Some(update),
+        Queued::Flush(_) => None,
+    });
+    let now = crate::headers::now_millis();
+    let commands = crate::outcomes::count_commands(store.key_prefix(), updates, now);
+    if commands.is_empty() {
+        return;
+    }
+    if in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_COUNTER_WRITES {
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!("outcome counter writes backed up; a batch's counts were dropped");
+        return;
+    }
+    let connection = store.connection();
+    let in_flight = in_flight.clone();
+    tokio::spawn(async move {
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, connection.pipeline_by_key(commands)).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "outcome counter write failed"),
+            Err(_) => tracing::warn!("outcome counter write timed out"),
+        }
+    });
 }
 
 /// A batch's Redis commands: the status writes, and the notice of the jobs that became final,

@@ -181,6 +181,9 @@ struct DueTick {
     tick: i64,
     job_id: String,
     job: Record,
+    /// The job's lane and `traceparent`, for its `queued` status.
+    lane: sluice_core::lanes::Priority,
+    traceparent: String,
 }
 
 /// The due ticks of every schedule (at most one transaction's worth), each made into its job.
@@ -210,11 +213,13 @@ fn due_now(scheduler: &Scheduler, cursors: &mut [i64], now: i64) -> Vec<DueTick>
         for tick in due.fire {
             let job_id = schedule.job_id(tick);
             match make_job(scheduler, schedule, &job_id) {
-                Ok(job) => batch.push(DueTick {
+                Ok((job, lane, traceparent)) => batch.push(DueTick {
                     schedule: index,
                     tick,
                     job_id,
                     job,
+                    lane,
+                    traceparent,
                 }),
                 Err(error) => {
                     // Checked at start, so only a time-relative field (an `expires_at` now
@@ -240,7 +245,7 @@ fn make_job(
     scheduler: &Scheduler,
     schedule: &Schedule,
     job_id: &str,
-) -> Result<Record, sluice_kinds::JobError> {
+) -> Result<(Record, sluice_core::lanes::Priority, String), sluice_kinds::JobError> {
     let mut job =
         scheduler
             .registry
@@ -249,12 +254,13 @@ fn make_job(
         job.priority = priority;
     }
     let route = job.route(&scheduler.topics, &schedule.kind, None);
-    Ok(Record {
+    let record = Record {
         topic: route.topic,
         key: job.key,
         value: job.value,
         headers: Some(route.headers),
-    })
+    };
+    Ok((record, job.priority, route.traceparent))
 }
 
 /// Commits `batch` with each schedule's newest tick in the fired-ticks topic, in one
@@ -310,19 +316,26 @@ async fn fire(scheduler: &Scheduler, term: &Term, batch: &[DueTick]) -> Result<(
     }
     if let Some(status) = scheduler.status.get() {
         let status = status.clone();
-        let jobs: Vec<(String, String)> = batch
+        let jobs: Vec<(String, String, sluice_core::lanes::Priority, String)> = batch
             .iter()
             .map(|t| {
                 (
                     t.job_id.clone(),
                     scheduler.schedules[t.schedule].kind.clone(),
+                    t.lane,
+                    t.traceparent.clone(),
                 )
             })
             .collect();
         // Status is for people (Kafka holds the job): never wait for it, never fail on it.
         tokio::spawn(async move {
-            for (job_id, kind) in jobs {
-                if let Err(error) = status.mark_queued(&job_id, &kind).await {
+            for (job_id, kind, lane, traceparent) in jobs {
+                let accepted = sluice_core::status::Accepted {
+                    kind: &kind,
+                    lane,
+                    traceparent: Some(&traceparent),
+                };
+                if let Err(error) = status.mark_queued(&job_id, &accepted).await {
                     tracing::debug!(error = %error, job_id, "queued status not written");
                     break;
                 }

@@ -6,6 +6,7 @@ mod consumer;
 mod context;
 mod delivery;
 mod endpoints;
+mod in_flight;
 mod metrics;
 pub mod offsets;
 mod partitions;
@@ -158,6 +159,7 @@ impl Worker {
         );
         // Read before the first job, so a restarted worker does not call a disabled endpoint.
         endpoints.refresh().await;
+        let status_store_connection = status.connection();
         let status = sluice_core::status_writer::StatusWriter::start(status);
         let kafka_stats = sluice_core::kafka_stats::KafkaStats::new(&metrics.registry, "worker");
         let producer_config =
@@ -191,6 +193,8 @@ impl Worker {
         });
 
         tasks.spawn(endpoints.clone().follow(shutdown.clone()));
+        let redis = status_store_connection;
+        let mut in_flight_counts = Vec::new();
 
         for (kind, handler) in handlers {
             let spec = registry.kind(&kind)?;
@@ -235,7 +239,10 @@ impl Worker {
                     )
                 })
                 .collect();
+            let counts = Arc::new(in_flight::LaneCounts::default());
+            in_flight_counts.push((kind.clone(), counts.clone()));
             let rt = Arc::new(KindRuntime {
+                in_flight: counts,
                 kind_metrics: metrics::KindMetrics::new(&metrics, &kind),
                 cancelled: Arc::new(cancellations::Cancelled::new(config.redis.status_ttl)),
                 endpoints: endpoints.clone(),
@@ -269,6 +276,13 @@ impl Worker {
             };
             tasks.spawn(consumer::consume(rt, slots, assignments));
         }
+        tasks.spawn(in_flight::report(
+            redis,
+            config.redis.key_prefix.clone(),
+            in_flight::instance_id(),
+            in_flight_counts,
+            shutdown.clone(),
+        ));
 
         let mut first_error = None;
         while let Some(result) = tasks.join_next().await {

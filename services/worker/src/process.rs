@@ -55,6 +55,8 @@ pub struct KindRuntime {
     pub kind_metrics: KindMetrics,
     /// The kind's jobs cancelled before they started.
     pub cancelled: Arc<crate::cancellations::Cancelled>,
+    /// The kind's jobs being handled now, per lane, for the in-flight reports.
+    pub in_flight: Arc<crate::in_flight::LaneCounts>,
     /// Endpoints disabled after a 410 Gone, shared by every kind of this worker.
     pub endpoints: Arc<crate::endpoints::Endpoints>,
     pub shutdown: CancellationToken,
@@ -98,7 +100,7 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
         counter.inc();
         let update = status_update(
             &rt,
-            &delivery.job_id,
+            &delivery,
             status,
             attempt - 1,
             delivery.last_error.as_deref(),
@@ -110,6 +112,9 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
     tracing::debug!(attempt, "job started");
     metrics.started.inc();
     metrics.in_flight.inc();
+    // Set when the job was started: the lane it is served in.
+    let lane = delivery.priority.unwrap_or_default();
+    rt.in_flight.start(lane);
     let started = std::time::Instant::now();
     let result = run(&rt, &delivery).await;
     metrics
@@ -122,6 +127,7 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
                 Some(Err(failure)) => Err(failure),
                 None => {
                     metrics.in_flight.dec();
+                    rt.in_flight.end(lane);
                     return;
                 }
             }
@@ -134,7 +140,7 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
             tracing::debug!(attempt, "job succeeded");
             let update = status_update(
                 &rt,
-                &delivery.job_id,
+                &delivery,
                 Status::Succeeded,
                 attempt,
                 delivery.last_error.as_deref(),
@@ -147,6 +153,7 @@ async fn process_in_span(rt: Arc<KindRuntime>, delivery: Delivery) {
         Err(failure) => Box::pin(fail(&rt, &delivery, &failure)).await,
     };
     metrics.in_flight.dec();
+    rt.in_flight.end(lane);
     let Some((finished, update)) = outcome else {
         return;
     };
@@ -215,7 +222,7 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
     }
     rt.status.record_later(status_update(
         rt,
-        &delivery.job_id,
+        delivery,
         Status::Running,
         delivery.attempt,
         delivery.last_error.as_deref(),
@@ -304,7 +311,7 @@ async fn fail<'a>(
         // seconds later (a broker failing over), after the next attempt ran — a `retrying`
         // written then would overwrite that attempt's outcome for good. The status writer keeps
         // each job's updates in order, so this one lands before any the next attempt makes.
-        let update = status_update(rt, job_id, Status::Retrying, attempt, Some(&error), None);
+        let update = status_update(rt, delivery, Status::Retrying, attempt, Some(&error), None);
         let (written_tx, written) = tokio::sync::oneshot::channel();
         let written_tx: Completion = Box::new(move |_| {
             let _ = written_tx.send(());
@@ -340,7 +347,7 @@ async fn fail<'a>(
         .inc();
     let update = status_update(
         rt,
-        job_id,
+        delivery,
         Status::DeadLettered,
         attempt,
         Some(&error),
@@ -470,20 +477,26 @@ fn observe_end_to_end(rt: &KindRuntime, delivery: &Delivery) {
 /// Job status is for people and `GET /v1/jobs/{id}`; Kafka holds the truth. A slow or absent
 /// Redis delays what status shows but never blocks or fails a job: `running` is not waited for,
 /// and a job's offset is stored once its final status is written or Redis gave up on it.
+/// Every update names the job's lane and trace, so its status shows them whichever update
+/// was written last.
 fn status_update(
     rt: &KindRuntime,
-    job_id: &str,
+    delivery: &Delivery,
     status: Status,
     attempt: u32,
     error: Option<&str>,
     result: Option<serde_json::Value>,
 ) -> StatusUpdate {
+    let trace_id = delivery.trace_id();
     StatusUpdate {
-        job_id: job_id.to_owned(),
+        job_id: delivery.job_id.clone(),
         kind: rt.kind.clone(),
         status,
         attempts: attempt,
         error: error.map(str::to_owned),
         result,
+        // Set when the job was started (its lane then), so always known here.
+        lane: delivery.priority,
+        trace_id: (!trace_id.is_empty()).then(|| trace_id.to_owned()),
     }
 }
