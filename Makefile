@@ -43,6 +43,7 @@ run: env-up build ## the whole pipeline on this machine: env, topics, api + work
 	@set -a; . ./$(DEV_TOKEN_FILE); set +a; \
 	echo; \
 	echo "sluice is starting: api http://127.0.0.1:8080 (POST /v1/jobs/{kind}, GET /v1/jobs/{id}),"; \
+	echo "  console: http://127.0.0.1:8080/console (log in with the development token below)"; \
 	echo "  metrics: api http://127.0.0.1:8080/metrics, worker :9101/metrics, fanout :9102/metrics, scheduler :9103/metrics"; \
 	echo "  every /v1 call needs a token; a development one (publish, read, admin; kept in $(DEV_TOKEN_FILE)):"; \
 	echo "    export SLUICE_TOKEN=$$SLUICE_TOKEN"; \

@@ -144,6 +144,25 @@ impl Tokens {
         self.by_hash.is_empty()
     }
 
+    /// The caller a presented token belongs to (looked up by its hash, as for `/v1`).
+    pub fn find(&self, token: &str) -> Option<Arc<Caller>> {
+        self.known(token).map(|known| known.caller.clone())
+    }
+
+    /// The caller of the token configured under `name`: a console session names its token, so
+    /// a token removed from the configuration ends its sessions at the next restart.
+    pub fn named(&self, name: &str) -> Option<Arc<Caller>> {
+        self.by_hash
+            .values()
+            .find(|known| known.caller.name == name)
+            .map(|known| known.caller.clone())
+    }
+
+    fn known(&self, token: &str) -> Option<&Known> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.by_hash.get(&hash)
+    }
+
     fn refuse(&self, failure: Failure) {
         self.failures.with_label_values(&[failure.label()]).inc();
     }
@@ -188,8 +207,7 @@ pub async fn authenticate(
             "this route needs an `Authorization: Bearer <token>` header",
         );
     };
-    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let Some(known) = tokens.by_hash.get(&hash) else {
+    let Some(known) = tokens.known(token) else {
         tokens.refuse(Failure::Unknown);
         tracing::debug!(reason = "unknown", "refused a /v1 call");
         return unauthorized(

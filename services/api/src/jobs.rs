@@ -186,22 +186,28 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let current = read_status(&state, &job_id).await?;
+    cancel_job(&state, &job_id).await?;
+    Ok(Json(json!({"job_id": job_id, "status": "cancelled"})))
+}
+
+/// What `DELETE /v1/jobs/{id}` and the console's cancel button do. `Ok` also when the job was
+/// cancelled already.
+pub(crate) async fn cancel_job(state: &AppState, job_id: &str) -> Result<(), ApiError> {
+    let current = read_status(state, job_id).await?;
     let not_cancellable = |status: Status| {
         ApiError::Conflict(format!(
             "job `{job_id}` is {}: only a job that has not started can be cancelled",
             status.as_str()
         ))
     };
-    let cancelled = || Json(json!({"job_id": job_id, "status": "cancelled"}));
     // Decided on what the script saw, not on `current`: the job may have moved on since.
-    let was = state.status.cancel_if_waiting(&job_id).await.map_err(|e| {
+    let was = state.status.cancel_if_waiting(job_id).await.map_err(|e| {
         tracing::warn!(error = %e, "cancelling in Redis failed");
         ApiError::Unavailable("job status is unavailable right now; retry".into())
     })?;
     match was {
         None => return Err(ApiError::NotFound(format!("no job `{job_id}`"))),
-        Some(Status::Cancelled) => return Ok(cancelled()),
+        Some(Status::Cancelled) => return Ok(()),
         Some(status) if !status.is_waiting() => return Err(not_cancellable(status)),
         Some(_) => {}
     }
@@ -211,7 +217,7 @@ pub async fn cancel(
             "the cancellation could not be recorded in Kafka; the job was not cancelled, retry",
     };
     let topic = state.topics.cancellations(&current.kind);
-    let announced = produce(&state, what, &topic, &job_id, b"", OwnedHeaders::new()).await;
+    let announced = produce(state, what, &topic, job_id, b"", OwnedHeaders::new()).await;
     if let Err(error) = announced {
         // Workers would never hear of it: put the status back rather than show a cancellation
         // that is not one.
@@ -225,10 +231,10 @@ pub async fn cancel(
         .jobs_cancelled
         .with_label_values(&[current.kind.as_str()])
         .inc();
-    Ok(cancelled())
+    Ok(())
 }
 
-async fn read_status(state: &AppState, job_id: &str) -> Result<JobStatus, ApiError> {
+pub(crate) async fn read_status(state: &AppState, job_id: &str) -> Result<JobStatus, ApiError> {
     let status = state.status.get(job_id).await.map_err(|e| {
         tracing::warn!(error = %e, "job status lookup failed");
         ApiError::Unavailable("job status is unavailable right now".into())

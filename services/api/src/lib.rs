@@ -2,6 +2,7 @@
 //! only after Kafka acknowledged them; reports job status from Redis.
 
 mod auth;
+mod console;
 mod consumers;
 mod dlq;
 mod error;
@@ -90,6 +91,7 @@ pub fn app(state: AppState) -> Router {
         .merge(read)
         .merge(admin)
         .merge(open)
+        .merge(console::routes(&state))
         // Unknown paths under /v1 too: a stranger learns nothing about which exist.
         .fallback(not_found.layer(authenticate.clone()))
         .layer(DefaultBodyLimit::max(state.config.api.body_limit_bytes))

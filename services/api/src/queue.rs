@@ -13,6 +13,8 @@ use crate::{error::ApiError, state::AppState};
 
 #[derive(Clone)]
 pub struct QueueMetrics {
+    /// The last numbers read, for the console: it shows them without reading Kafka again.
+    latest: Arc<std::sync::Mutex<Option<QueueStats>>>,
     lag_records: IntGaugeVec,
     lag_seconds: GaugeVec,
     pending: IntGaugeVec,
@@ -31,6 +33,7 @@ impl QueueMetrics {
             )
         };
         Self {
+            latest: Arc::default(),
             lag_records: int_gauges(
                 "sluice_consumer_lag_records",
                 "High watermark minus the group's committed offset.",
@@ -70,7 +73,17 @@ impl QueueMetrics {
         }
     }
 
-    fn set(&self, stats: &QueueStats) {
+    /// The last numbers read, if they are at most `max_age` old.
+    pub fn latest(&self, max_age: Duration) -> Option<QueueStats> {
+        let latest = self.latest.lock().unwrap();
+        let fresh = |s: &&QueueStats| {
+            sluice_core::headers::now_millis() - s.collected_at <= max_age.as_millis() as i64
+        };
+        latest.as_ref().filter(fresh).cloned()
+    }
+
+    pub fn set(&self, stats: &QueueStats) {
+        *self.latest.lock().unwrap() = Some(stats.clone());
         // Reset first, so partitions and tiers that went away do not linger.
         self.lag_records.reset();
         self.lag_seconds.reset();

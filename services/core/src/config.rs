@@ -174,6 +174,10 @@ pub struct ApiConfig {
     /// token's `sha256`, its `scopes` and an optional `rate`/`burst` (see `tokens`); `sluice
     /// tokens new` makes one. Default: none, and then every `/v1` call answers 401.
     pub tokens: BTreeMap<String, crate::tokens::TokenConfig>,
+    /// How long a console login lasts without use: each page viewed extends it. Sessions are
+    /// kept in Redis, so every api replica knows them. Default 8 h.
+    #[serde(with = "humantime_serde")]
+    pub console_session_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -186,6 +190,7 @@ impl Default for ApiConfig {
             queue_stats_interval: Duration::from_secs(15),
             metrics_listen: None,
             tokens: BTreeMap::new(),
+            console_session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }

@@ -15,6 +15,14 @@ pub enum Selector {
     Position(Position),
     JobId(String),
     ErrorClass(String),
+    /// Those dead in `[since_ms, until_ms)` (either bound open), of one error class if given:
+    /// what the console previewed, bounded by when, so letters arriving after the preview are
+    /// not sent with it.
+    Matching {
+        error_class: Option<String>,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    },
     All,
 }
 
@@ -24,6 +32,15 @@ impl Selector {
             Selector::Position(p) => d.position == *p,
             Selector::JobId(id) => d.job_id == *id,
             Selector::ErrorClass(class) => d.error_class == *class,
+            Selector::Matching {
+                error_class,
+                since_ms,
+                until_ms,
+            } => {
+                error_class.as_ref().is_none_or(|c| *c == d.error_class)
+                    && since_ms.is_none_or(|since| d.dead_at >= since)
+                    && until_ms.is_none_or(|until| d.dead_at < until)
+            }
             Selector::All => true,
         }
     }

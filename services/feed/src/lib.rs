@@ -9,3 +9,4 @@ pub mod events;
 pub mod follows;
 pub mod graph;
 pub mod read;
+pub mod summary;
