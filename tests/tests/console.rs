@@ -371,3 +371,200 @@ async fn a_hostile_dead_letter_is_shown_escaped() {
     assert!(shown.contains("3c 73 63 72 69 70 74 3e"), "{shown}");
     api.stop().await;
 }
+
+/// The value of the page's hidden field `name`.
+fn hidden_of(page: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        + marker.len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn get_page(http: &reqwest::Client, cookie: &str, url: &str) -> (StatusCode, String) {
+    let response = http
+        .get(url)
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn post_form(
+    http: &reqwest::Client,
+    cookie: &str,
+    url: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    http.post(url)
+        .header(header::COOKIE, cookie)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_is_cancelled_after_its_confirmation() {
+    let env = console_env().await;
+    let api = env.start_api().await;
+    let base = format!("http://{}", api.info);
+    let http = browser();
+    let cookie = session(&http, &base).await;
+    let accepted = sluice_tests::post_json(
+        &sluice_tests::api_client(),
+        &format!("{base}/v1/jobs/noop"),
+        serde_json::json!({"delay": "1h"}),
+    )
+    .await;
+    assert_eq!(accepted["status"], "scheduled", "{accepted}");
+    let id = accepted["job_id"].as_str().unwrap();
+
+    let (status, job) = get_page(&http, &cookie, &format!("{base}/console/jobs?id={id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(job.contains(">scheduled<") && job.contains("Due"), "{job}");
+    let confirm_url = format!("{base}/console/jobs/{id}/cancel");
+    let (status, confirm) = get_page(&http, &cookie, &confirm_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Yes, cancel it"), "{confirm}");
+    let cancelled = post_form(
+        &http,
+        &cookie,
+        &confirm_url,
+        &[("_csrf", &csrf_of(&confirm))],
+    )
+    .await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    let location = cancelled.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (_, after) = get_page(&http, &cookie, &format!("{base}{location}")).await;
+    assert!(
+        after.contains(">cancelled<") && after.contains("no worker will start"),
+        "{after}"
+    );
+    let status = env.job_status(&env.status_store().await, id).await.unwrap();
+    assert_eq!(status.status, sluice_core::status::Status::Cancelled);
+    let (_, again) = get_page(&http, &cookie, &confirm_url).await;
+    assert!(again.contains("cannot be cancelled"), "{again}");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filtered_dead_letters_are_replayed_as_previewed_and_the_rest_purged() {
+    let env = console_env().await;
+    let api = env.start_api().await;
+    let base = format!("http://{}", api.info);
+    let http = browser();
+    let cookie = session(&http, &base).await;
+    let dlq = env.topics().dead_letters("noop");
+    for (id, class) in [("perm-1", "permanent"), ("retry-1", "retryable")] {
+        let now = headers::now_millis().to_string();
+        let record_headers = OwnedHeaders::new()
+            .insert(Header {
+                key: headers::JOB_ID,
+                value: Some(id),
+            })
+            .insert(Header {
+                key: headers::ERROR_CLASS,
+                value: Some(class),
+            })
+            .insert(Header {
+                key: headers::ERROR,
+                value: Some("boom"),
+            })
+            .insert(Header {
+                key: headers::DEAD_AT,
+                value: Some(&now),
+            });
+        env.producer()
+            .send(
+                FutureRecord::to(&dlq)
+                    .key(id)
+                    .payload("{}")
+                    .headers(record_headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let list = format!("{base}/console/dead-letters/noop");
+    let (_, filtered) = get_page(
+        &http,
+        &cookie,
+        &format!("{list}?error_class=permanent&since=1h"),
+    )
+    .await;
+    assert!(
+        filtered.contains("perm-1") && !filtered.contains("retry-1"),
+        "{filtered}"
+    );
+
+    let (_, preview) = get_page(
+        &http,
+        &cookie,
+        &format!("{list}/replay?error_class=permanent&since=1h"),
+    )
+    .await;
+    assert!(
+        preview.contains(r#"<strong id="replay-count">1</strong>"#),
+        "{preview}"
+    );
+    assert!(
+        preview.contains("perm-1") && !preview.contains("retry-1"),
+        "{preview}"
+    );
+    let lane = env
+        .topics()
+        .lane("noop", sluice_core::lanes::Priority::Normal);
+    assert_eq!(env.record_count(&lane), 0, "a preview sends nothing");
+    let replayed = post_form(
+        &http,
+        &cookie,
+        &format!("{list}/replay"),
+        &[
+            ("_csrf", csrf_of(&preview).as_str()),
+            ("error_class", "permanent"),
+            ("since", "1h"),
+            ("until", hidden_of(&preview, "until").as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(replayed.status(), StatusCode::OK);
+    let page = replayed.text().await.unwrap();
+    assert!(page.contains("<strong>1</strong> dead letter(s)"), "{page}");
+    assert_eq!(
+        env.record_count(&lane),
+        1,
+        "the one previewed letter was sent"
+    );
+
+    let (_, left) = get_page(&http, &cookie, &list).await;
+    assert!(
+        left.contains("retry-1") && !left.contains("perm-1"),
+        "{left}"
+    );
+    let (_, confirm) = get_page(&http, &cookie, &format!("{list}/purge")).await;
+    assert!(confirm.contains("Purge 1"), "{confirm}");
+    let purged = post_form(
+        &http,
+        &cookie,
+        &format!("{list}/purge"),
+        &[
+            ("_csrf", csrf_of(&confirm).as_str()),
+            ("until", hidden_of(&confirm, "until").as_str()),
+        ],
+    )
+    .await;
+    assert!(purged
+        .text()
+        .await
+        .unwrap()
+        .contains("<strong>1</strong> dead letter(s)"));
+    let (_, empty) = get_page(&http, &cookie, &list).await;
+    assert!(empty.contains("0 dead letter(s) match"), "{empty}");
+    api.stop().await;
+}
