@@ -143,6 +143,15 @@ async fn the_console_refuses_everyone_without_an_admin_session() {
             }
         }
     }
+    // An htmx refresh after the session ended sends the whole page to the login form.
+    let refresh = http
+        .get(format!("{base}/console"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh.headers()["hx-redirect"], "/console/login");
     // A bearer token is not a session: the console only takes its own cookie.
     let with_bearer = http
         .get(format!("{base}/console"))

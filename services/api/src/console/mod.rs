@@ -88,6 +88,17 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         }
     };
     let Some(session) = session else {
+        // An htmx refresh of a page whose session ended: send the whole page to the login form
+        // rather than swap the form into a corner of it.
+        if request.headers().contains_key("hx-request") {
+            let mut response = StatusCode::UNAUTHORIZED.into_response();
+            response.headers_mut().insert(
+                "hx-redirect",
+                axum::http::HeaderValue::from_static("/console/login"),
+            );
+            layout::security_headers(response.headers_mut());
+            return response;
+        }
         if request.method() == Method::GET {
             return see_other("/console/login");
         }
