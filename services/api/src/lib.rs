@@ -113,9 +113,12 @@ pub async fn state(config: Arc<Config>, registry: Arc<Registry>) -> anyhow::Resu
     let producer = sluice_core::kafka::with_statistics(producer_config, &config.kafka)
         .create_with_context(sluice_core::kafka_stats::StatsContext(kafka_stats))
         .context("creating the Kafka producer")?;
-    let status = StatusStore::connect(&config.redis)
-        .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+    let status = StatusStore::connect(&config.redis).await.with_context(|| {
+        format!(
+            "connecting to Redis at {}",
+            sluice_core::redact::url(&config.redis.url)
+        )
+    })?;
     let dlq = sluice_dlq::Dlq::new(&config, registry.clone())
         .context("creating the dead-letter client")?;
     let graph = sluice_feed::graph::Graph::new(

@@ -14,6 +14,7 @@ pub mod kafka_stats;
 pub mod lanes;
 pub mod metrics;
 pub mod outcomes;
+pub mod redact;
 pub mod redis_conn;
 pub mod replication;
 pub mod retry;

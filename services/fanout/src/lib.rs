@@ -20,7 +20,12 @@ use sluice_feed::graph;
 pub async fn connect_graph(config: &Config) -> anyhow::Result<graph::Graph> {
     let redis = sluice_core::redis_conn::connect(&config.redis)
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+        .with_context(|| {
+            format!(
+                "connecting to Redis at {}",
+                sluice_core::redact::url(&config.redis.url)
+            )
+        })?;
     Ok(graph::Graph::new(
         redis,
         &config.redis.key_prefix,

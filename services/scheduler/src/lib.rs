@@ -136,7 +136,7 @@ async fn connect_status(
                 return Ok(());
             }
             Err(error) if !warned => {
-                tracing::warn!(error = %error, url = %config.redis.url, "Redis unavailable: firing without job statuses until it answers");
+                tracing::warn!(error = %error, url = %sluice_core::redact::url(&config.redis.url), "Redis unavailable: firing without job statuses until it answers");
                 warned = true;
             }
             Err(_) => {}

@@ -12,7 +12,12 @@ use sluice_core::{endpoints::EndpointStore, Config};
 async fn store(config: &Config) -> anyhow::Result<EndpointStore> {
     let conn = sluice_core::redis_conn::connect(&config.redis)
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+        .with_context(|| {
+            format!(
+                "connecting to Redis at {}",
+                sluice_core::redact::url(&config.redis.url)
+            )
+        })?;
     Ok(EndpointStore::new(conn, &config.redis.key_prefix))
 }
 

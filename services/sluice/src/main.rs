@@ -94,7 +94,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => return publish::run(&config, registry, args).await,
         Command::Schemas => print_schemas(&registry),
         // Loading already validated it; show what the process would run with.
-        Command::Config => println!("{}", serde_json::to_string_pretty(&*config)?),
+        Command::Config => {
+            // Secrets (URL passwords, `secret`/`password` settings) print as `***`.
+            let mut shown = serde_json::to_value(&*config)?;
+            sluice_core::redact::json(&mut shown);
+            println!("{}", serde_json::to_string_pretty(&shown)?)
+        }
         Command::Dlq { command } => return dlq::run(&config, registry, command).await,
         Command::Stats { json, watch } => stats::run(&config, registry, json, watch).await?,
         Command::Tokens {

@@ -146,9 +146,12 @@ impl Worker {
             self.lanes.clone()
         };
         let (config, registry) = (self.config, self.registry);
-        let status = StatusStore::connect(&config.redis)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+        let status = StatusStore::connect(&config.redis).await.with_context(|| {
+            format!(
+                "connecting to Redis at {}",
+                sluice_core::redact::url(&config.redis.url)
+            )
+        })?;
         let metrics = WorkerMetrics::new();
         let endpoints = endpoints::Endpoints::new(
             sluice_core::endpoints::EndpointStore::new(
