@@ -22,7 +22,8 @@ pub struct ListQuery {
     all: bool,
 }
 
-fn api_error(e: DlqError) -> ApiError {
+/// What a dead-letter failure is to a client (of the JSON API or the console).
+pub(crate) fn api_error(e: DlqError) -> ApiError {
     match e {
         DlqError::UnknownKind(_) | DlqError::NotFound(..) => ApiError::NotFound(e.to_string()),
         // Another replay or purge of the kind holds the lease: the client may retry later.
@@ -32,6 +33,15 @@ fn api_error(e: DlqError) -> ApiError {
             ApiError::Unavailable("the dead-letter topic cannot be read right now".into())
         }
     }
+}
+
+/// Counts dead letters sent back, whoever sent them (`sluice_dlq_replays_total`).
+pub(crate) fn count_replayed(state: &AppState, kind: &str, replayed: usize) {
+    state
+        .metrics
+        .dlq_replays
+        .with_label_values(&[kind])
+        .inc_by(replayed as u64);
 }
 
 pub async fn list(
@@ -100,11 +110,7 @@ pub async fn replay(
         .await
         .map_err(api_error)?;
     if !report.dry_run {
-        state
-            .metrics
-            .dlq_replays
-            .with_label_values(&[kind.as_str()])
-            .inc_by(report.replayed.len() as u64);
+        count_replayed(&state, &kind, report.replayed.len());
     }
     Ok(Json(json!({
         "kind": kind,

@@ -120,14 +120,6 @@ pub struct OutcomeCounts {
 }
 
 impl OutcomeCounts {
-    pub fn get(&self, outcome: Outcome) -> u64 {
-        match outcome {
-            Outcome::Succeeded => self.succeeded,
-            Outcome::Retried => self.retried,
-            Outcome::DeadLettered => self.dead_lettered,
-        }
-    }
-
     /// Every counted attempt: successes, retries and dead letters.
     pub fn total(&self) -> u64 {
         self.succeeded + self.retried + self.dead_lettered
@@ -148,14 +140,6 @@ impl OutcomeSeries {
             succeeded: vec![0; minutes],
             retried: vec![0; minutes],
             dead_lettered: vec![0; minutes],
-        }
-    }
-
-    pub fn get(&self, outcome: Outcome) -> &[u64] {
-        match outcome {
-            Outcome::Succeeded => &self.succeeded,
-            Outcome::Retried => &self.retried,
-            Outcome::DeadLettered => &self.dead_lettered,
         }
     }
 

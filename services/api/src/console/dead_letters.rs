@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use sluice_dlq::{DeadLetter, DlqError, Filter, Position, State as LetterState};
 
 use super::{
-    layout::{error_page, query, respond, segment, shell, time},
+    layout::{api_error_page, error_page, query, respond, segment, shell, time},
     parsed, Session,
 };
 use crate::state::AppState;
@@ -73,22 +73,9 @@ impl LetterFilter {
     }
 }
 
-/// What a dead-letter failure looks like on a page.
+/// What a dead-letter failure looks like on a page: the JSON API's status and message.
 pub fn failure(session: &Session, e: DlqError) -> Response {
-    let status = match e {
-        DlqError::UnknownKind(_) | DlqError::NotFound(..) => StatusCode::NOT_FOUND,
-        DlqError::Busy { .. } | DlqError::LeaseLost(_) => StatusCode::CONFLICT,
-        ref other => {
-            tracing::warn!(error = %other, "dead-letter operation failed");
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
-    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
-        "The dead-letter topic cannot be read right now.".to_owned()
-    } else {
-        e.to_string()
-    };
-    error_page(status, Some(session), &message)
+    api_error_page(session, &crate::dlq::api_error(e))
 }
 
 pub async fn kinds(

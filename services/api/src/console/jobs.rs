@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use sluice_core::status::JobStatus;
 
 use super::{
-    layout::{csrf_field, error_page, query, respond, segment, shell, time},
+    layout::{api_error_page, csrf_field, query, respond, segment, shell, time},
     parsed, see_other, Session,
 };
 use crate::{error::ApiError, jobs::read_status, state::AppState};
@@ -33,7 +33,7 @@ fn lookup_form(id: &str) -> Markup {
     }
 }
 
-pub async fn page_for(state: &AppState, session: &Session, lookup: Lookup) -> Response {
+async fn lookup_page(state: &AppState, session: &Session, lookup: Lookup) -> Response {
     let id = lookup.id.trim();
     if id.is_empty() {
         return respond(
@@ -47,7 +47,7 @@ pub async fn page_for(state: &AppState, session: &Session, lookup: Lookup) -> Re
         );
     }
     let (status_code, body) = match read_status(state, id).await {
-        Ok(job) => (StatusCode::OK, job_view(session, &job, lookup.cancelled)),
+        Ok(job) => (StatusCode::OK, job_view(&job, lookup.cancelled)),
         Err(ApiError::NotFound(_)) => (
             StatusCode::NOT_FOUND,
             html! { p.notice.bad role="alert" { "No job " code { (id) } " is known: its status expired, or it never existed." } },
@@ -77,10 +77,10 @@ pub async fn page(
         Ok(lookup) => lookup,
         Err(refusal) => return *refusal,
     };
-    page_for(&state, &session, lookup).await
+    lookup_page(&state, &session, lookup).await
 }
 
-fn job_view(session: &Session, job: &JobStatus, just_cancelled: bool) -> Markup {
+fn job_view(job: &JobStatus, just_cancelled: bool) -> Markup {
     let status = job.status.as_str();
     html! {
         @if just_cancelled {
@@ -126,7 +126,6 @@ fn job_view(session: &Session, job: &JobStatus, just_cancelled: bool) -> Markup 
         @if job.status.is_waiting() {
             p { a.button.secondary href={"/console/jobs/" (segment(&job.job_id)) "/cancel"} { "Cancel this job…" } }
         }
-        @let _ = session;
     }
 }
 
@@ -137,7 +136,7 @@ pub async fn confirm_cancel(
 ) -> Response {
     let job = match read_status(&state, &id).await {
         Ok(job) => job,
-        Err(e) => return error_page(e.status(), Some(&session), &e.to_string()),
+        Err(e) => return api_error_page(&session, &e),
     };
     let body = if job.status.is_waiting() {
         html! {
@@ -175,6 +174,6 @@ pub async fn cancel(
                 query(&[("id", &id), ("cancelled", "true")])
             ))
         }
-        Err(e) => error_page(e.status(), Some(&session), &e.to_string()),
+        Err(e) => api_error_page(&session, &e),
     }
 }

@@ -128,6 +128,11 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
+/// The page of an error the JSON API would answer with: its status and message.
+pub fn api_error_page(session: &Session, e: &crate::error::ApiError) -> Response {
+    error_page(e.status(), Some(session), &e.to_string())
+}
+
 /// `2026-12-05 06:01:02 UTC` from milliseconds since the epoch.
 pub fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -108,7 +108,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             "Log in with a token of the admin scope first.",
         );
     };
-    let request = if request.method() == Method::POST {
+    let mut request = if request.method() == Method::POST {
         match checked_post(&session, request).await {
             Ok(request) => request,
             Err(refusal) => return refusal,
@@ -116,7 +116,6 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     } else {
         request
     };
-    let mut request = request;
     request.extensions_mut().insert(session);
     next.run(request).await
 }

@@ -167,11 +167,7 @@ pub async fn replay(
         Ok(report) => report,
         Err(e) => return failure(&session, e),
     };
-    state
-        .metrics
-        .dlq_replays
-        .with_label_values(&[kind.as_str()])
-        .inc_by(report.replayed.len() as u64);
+    crate::dlq::count_replayed(&state, &kind, report.replayed.len());
     tracing::info!(token = %session.caller.name, %kind, replayed = report.replayed.len(), "dead letters replayed from the console");
     let base = format!("/console/dead-letters/{}", segment(&kind));
     let body = html! {
