@@ -358,7 +358,13 @@ async fn notify_url_gets_a_signed_webhook_with_the_result() {
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["event"], "image.processed");
     assert_eq!(body["job_id"], job_id);
-    let done = get_json(&http, &format!("{base}/v1/uploads/images/{job_id}")).await;
+    // The follow-up webhook can arrive before the image job's final status is written (status
+    // never holds a job up): wait for it.
+    let done = get_json(
+        &http,
+        &format!("{base}/v1/uploads/images/{job_id}?wait=10s"),
+    )
+    .await;
     assert_eq!(body["image"]["variants"], done["variants"]);
     assert_eq!(body["image"]["variants"][0]["width"], 800);
     worker.stop().await;
