@@ -261,3 +261,74 @@ async fn stats_prints_queue_health_as_a_table_and_as_json() {
     );
     assert!(text.contains(&env.topics().jobs("noop")), "{text}");
 }
+
+/// `publish --file` sends lean records: no key unless the line names one, and of the headers
+/// only the job id. The worker infers the rest (first attempt, enqueued at the record's
+/// timestamp, a new trace) and a retry carries what it inferred, so the job keeps one trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enqueue_time() {
+    use rdkafka::message::Headers;
+    use sluice_core::{headers, retry::Delay, status::Status};
+    let env = TestEnv::with_config(|c| {
+        c.retry.tiers = vec![Delay(std::time::Duration::from_secs(1))];
+        c.retry.jitter = false;
+    })
+    .await;
+    let file = jsonl([
+        r#"{"payload":"fails once","fail_attempts":1}"#.to_owned(),
+        r#"{"key":"k1","payload":"keyed"}"#.to_owned(),
+    ]);
+    let output = sluice(
+        &env,
+        &["publish", "noop", "--file", file.path.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{output:?}");
+
+    let records = env.read_all(&env.topics().jobs("noop"));
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let names: Vec<&str> = record.headers().unwrap().iter().map(|h| h.key).collect();
+        assert_eq!(names, [headers::JOB_ID], "only the job id");
+    }
+    let keys: std::collections::BTreeSet<Option<&[u8]>> =
+        records.iter().map(|r| r.key()).collect();
+    assert_eq!(keys, [None, Some(&b"k1"[..])].into_iter().collect());
+    let failing = records.iter().find(|r| r.key().is_none()).unwrap();
+    let job_id = headers::get(failing.headers().unwrap(), headers::JOB_ID)
+        .unwrap()
+        .to_owned();
+    let produced_at = failing.timestamp().to_millis().unwrap();
+
+    let worker = env.start_worker(&["noop"]).await;
+    let store = env.status_store().await;
+    let status = env
+        .wait_for_status(
+            &store,
+            &job_id,
+            Status::Succeeded,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(status.attempts, 2);
+    let trace_id = status.trace_id.clone().expect("the worker started a trace");
+    assert_eq!(trace_id.len(), 32);
+
+    let retries = env.read_all(
+        &env
+            .topics()
+            .retry("noop", std::time::Duration::from_secs(1)),
+    );
+    assert_eq!(retries.len(), 1);
+    let retry_headers = retries[0].headers().unwrap();
+    assert_eq!(
+        headers::get(retry_headers, headers::ENQUEUED_AT),
+        Some(produced_at.to_string().as_str()),
+        "the original record's timestamp"
+    );
+    assert_eq!(
+        headers::get(retry_headers, headers::TRACEPARENT).and_then(headers::trace_id),
+        Some(trace_id.as_str()),
+        "the retry continues the trace its first attempt started"
+    );
+    worker.stop().await;
+}

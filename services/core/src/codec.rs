@@ -308,6 +308,18 @@ pub fn encode_with(version: &SchemaVersion, value: Value) -> Result<Vec<u8>, Sch
     })
 }
 
+/// `encode_with` for a value that `json::json_to_avro` built against `version`'s schema: that
+/// value is already checked, so it is written straight from the value (`avro_body`).
+pub fn encode_converted(version: &SchemaVersion, value: Value) -> Result<Vec<u8>, SchemaError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 240);
+    out.extend_from_slice(&version.header());
+    if crate::avro_body::write(&value, &mut out) {
+        Ok(out)
+    } else {
+        encode_with(version, value)
+    }
+}
+
 thread_local! {
     static WRITERS: std::cell::RefCell<HashMap<u64, GenericSingleObjectWriter>> =
         std::cell::RefCell::new(HashMap::new());

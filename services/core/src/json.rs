@@ -34,7 +34,7 @@ impl FieldError {
 
 /// Converts a JSON document to an Avro value of `schema`. Unknown fields are rejected rather than
 /// dropped: a typo in a field name must not silently become a default.
-pub fn json_to_avro(schema: &Schema, json: &Json) -> Result<Value, FieldError> {
+pub fn json_to_avro(schema: &Schema, json: Json) -> Result<Value, FieldError> {
     convert(schema, json, "")
 }
 
@@ -138,38 +138,39 @@ fn child(path: &str, name: &str) -> String {
     }
 }
 
-fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError> {
+/// Takes the document by value so that strings move into the record instead of being copied.
+fn convert(schema: &Schema, json: Json, path: &str) -> Result<Value, FieldError> {
     match schema {
         Schema::Null => match json {
             Json::Null => Ok(Value::Null),
-            other => Err(expected(path, "null", other)),
+            other => Err(expected(path, "null", &other)),
         },
         Schema::Boolean => json
             .as_bool()
             .map(Value::Boolean)
-            .ok_or_else(|| expected(path, "a boolean", json)),
-        Schema::Int => integer(json, path, i64::from(i32::MIN), i64::from(i32::MAX))
+            .ok_or_else(|| expected(path, "a boolean", &json)),
+        Schema::Int => integer(&json, path, i64::from(i32::MIN), i64::from(i32::MAX))
             .map(|n| Value::Int(n as i32)),
-        Schema::Long => integer(json, path, i64::MIN, i64::MAX).map(Value::Long),
+        Schema::Long => integer(&json, path, i64::MIN, i64::MAX).map(Value::Long),
         Schema::TimestampMillis => {
-            integer(json, path, i64::MIN, i64::MAX).map(Value::TimestampMillis)
+            integer(&json, path, i64::MIN, i64::MAX).map(Value::TimestampMillis)
         }
         Schema::Float => json
             .as_f64()
             .map(|f| Value::Float(f as f32))
-            .ok_or_else(|| expected(path, "a number", json)),
+            .ok_or_else(|| expected(path, "a number", &json)),
         Schema::Double => json
             .as_f64()
             .map(Value::Double)
-            .ok_or_else(|| expected(path, "a number", json)),
-        Schema::String => json
-            .as_str()
-            .map(|s| Value::String(s.to_owned()))
-            .ok_or_else(|| expected(path, "a string", json)),
+            .ok_or_else(|| expected(path, "a number", &json)),
+        Schema::String => match json {
+            Json::String(s) => Ok(Value::String(s)),
+            other => Err(expected(path, "a string", &other)),
+        },
         // Bytes travel over JSON as base64, the way `record_to_json` writes them.
-        Schema::Bytes => base64_bytes(json, path).map(Value::Bytes),
+        Schema::Bytes => base64_bytes(&json, path).map(Value::Bytes),
         Schema::Fixed(f) => {
-            let bytes = base64_bytes(json, path)?;
+            let bytes = base64_bytes(&json, path)?;
             if bytes.len() != f.size {
                 return Err(FieldError::new(
                     path,
@@ -179,53 +180,58 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, FieldError
             Ok(Value::Fixed(f.size, bytes))
         }
         Schema::Enum(e) => {
-            let symbol = json
-                .as_str()
-                .ok_or_else(|| expected(path, "a string", json))?;
+            let Json::String(symbol) = json else {
+                return Err(expected(path, "a string", &json));
+            };
             e.symbols
                 .iter()
-                .position(|s| s == symbol)
-                .map(|i| Value::Enum(i as u32, symbol.to_owned()))
+                .position(|s| *s == symbol)
+                .map(|i| Value::Enum(i as u32, symbol))
                 .ok_or_else(|| {
                     FieldError::new(path, format!("expected one of {}", e.symbols.join(", ")))
                 })
         }
         Schema::Array(a) => {
-            let items = json
-                .as_array()
-                .ok_or_else(|| expected(path, "an array", json))?;
+            let Json::Array(items) = json else {
+                return Err(expected(path, "an array", &json));
+            };
             items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, item)| convert(&a.items, item, &format!("{path}[{i}]")))
                 .collect::<Result<_, _>>()
                 .map(Value::Array)
         }
         Schema::Map(m) => {
-            let entries = json
-                .as_object()
-                .ok_or_else(|| expected(path, "an object", json))?;
+            let Json::Object(entries) = json else {
+                return Err(expected(path, "an object", &json));
+            };
             entries
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), convert(&m.types, v, &child(path, k))?)))
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = convert(&m.types, v, &child(path, &k))?;
+                    Ok((k, value))
+                })
                 .collect::<Result<HashMap<_, _>, _>>()
                 .map(Value::Map)
         }
         Schema::Union(u) => union(u, json, path),
         Schema::Record(r) => {
-            let object = json
-                .as_object()
-                .ok_or_else(|| expected(path, "an object", json))?;
+            let Json::Object(mut object) = json else {
+                return Err(expected(path, "an object", &json));
+            };
             if let Some(unknown) = object.keys().find(|k| !r.lookup.contains_key(*k)) {
                 return Err(FieldError::new(child(path, unknown), "unknown field"));
             }
             let mut fields = Vec::with_capacity(r.fields.len());
             for field in &r.fields {
-                let field_path = child(path, &field.name);
-                let value = match (object.get(&field.name), &field.default) {
-                    (Some(value), _) => convert(&field.schema, value, &field_path)?,
-                    (None, Some(default)) => convert(&field.schema, default, &field_path)?,
-                    (None, None) => return Err(FieldError::new(&field_path, "missing")),
+                let field_path = || child(path, &field.name);
+                let value = match (object.remove(&field.name), &field.default) {
+                    (Some(value), _) => convert(&field.schema, value, &field_path())?,
+                    (None, Some(default)) => {
+                        convert(&field.schema, default.clone(), &field_path())?
+                    }
+                    (None, None) => return Err(FieldError::new(field_path(), "missing")),
                 };
                 fields.push((field.name.clone(), value));
             }
@@ -263,15 +269,17 @@ fn base64_bytes(json: &Json, path: &str) -> Result<Vec<u8>, FieldError> {
         .map_err(|_| FieldError::new(path, "expected base64"))
 }
 
-fn union(u: &UnionSchema, json: &Json, path: &str) -> Result<Value, FieldError> {
-    let mut last_error = None;
-    for (i, branch) in u.variants().iter().enumerate() {
-        match convert(branch, json, path) {
-            Ok(value) => return Ok(Value::Union(i as u32, Box::new(value))),
-            Err(e) => last_error = Some(e),
+fn union(u: &UnionSchema, json: Json, path: &str) -> Result<Value, FieldError> {
+    let Some((last, others)) = u.variants().split_last() else {
+        return Err(FieldError::new(path, "empty union"));
+    };
+    // Every branch but the last may fail and leave the document to the next one.
+    for (i, branch) in others.iter().enumerate() {
+        if let Ok(value) = convert(branch, json.clone(), path) {
+            return Ok(Value::Union(i as u32, Box::new(value)));
         }
     }
-    Err(last_error.unwrap_or_else(|| FieldError::new(path, "empty union")))
+    convert(last, json, path).map(|value| Value::Union(others.len() as u32, Box::new(value)))
 }
 
 #[cfg(test)]
@@ -289,7 +297,7 @@ mod tests {
     fn a_valid_document_converts() {
         let value = json_to_avro(
             webhook_schema(),
-            &json!({"url": "http://x", "event_type": "a.b", "payload": "{}"}),
+            json!({"url": "http://x", "event_type": "a.b", "payload": "{}"}),
         )
         .unwrap();
         assert!(matches!(value, Value::Record(ref f) if f.len() == 3));
@@ -299,7 +307,7 @@ mod tests {
     fn errors_name_the_field() {
         let missing = json_to_avro(
             webhook_schema(),
-            &json!({"url": "http://x", "payload": "{}"}),
+            json!({"url": "http://x", "payload": "{}"}),
         );
         assert_eq!(
             missing.unwrap_err().to_string(),
@@ -308,7 +316,7 @@ mod tests {
 
         let wrong_type = json_to_avro(
             webhook_schema(),
-            &json!({"url": 5, "event_type": "a", "payload": "{}"}),
+            json!({"url": 5, "event_type": "a", "payload": "{}"}),
         );
         assert_eq!(
             wrong_type.unwrap_err().to_string(),
@@ -317,14 +325,14 @@ mod tests {
 
         let unknown = json_to_avro(
             webhook_schema(),
-            &json!({"url": "u", "event_type": "a", "payload": "{}", "ulr": "typo"}),
+            json!({"url": "u", "event_type": "a", "payload": "{}", "ulr": "typo"}),
         );
         assert_eq!(
             unknown.unwrap_err().to_string(),
             "field `ulr`: unknown field"
         );
 
-        let not_object = json_to_avro(webhook_schema(), &json!([1]));
+        let not_object = json_to_avro(webhook_schema(), json!([1]));
         assert_eq!(
             not_object.unwrap_err().to_string(),
             "expected an object, got an array"
@@ -334,7 +342,7 @@ mod tests {
     #[test]
     fn defaults_fill_absent_fields_and_enums_are_checked() {
         let noop = &SchemaRegistry::embedded().latest("noop").unwrap().schema;
-        let value = json_to_avro(noop, &json!({})).unwrap();
+        let value = json_to_avro(noop, json!({})).unwrap();
         assert_eq!(
             value,
             Value::Record(vec![
@@ -350,7 +358,7 @@ mod tests {
             .schema;
         let bad = json_to_avro(
             follow,
-            &json!({"follower_id": "a", "followee_id": "b", "action": "LIKE", "changed_at": 1}),
+            json!({"follower_id": "a", "followee_id": "b", "action": "LIKE", "changed_at": 1}),
         );
         assert_eq!(
             bad.unwrap_err().to_string(),

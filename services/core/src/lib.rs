@@ -1,6 +1,7 @@
 //! Shared pieces of every sluice role: configuration, the Avro codec and schema registry, topic
 //! names, Kafka client settings, record headers, job status, metrics, logging and shutdown.
 
+pub mod avro_body;
 pub mod codec;
 pub mod config;
 pub mod delays;

@@ -1,7 +1,7 @@
 //! A JSON job document made into a record of its kind, for the api and `sluice publish`.
 
 use sluice_core::{
-    codec::encode_with,
+    codec::encode_converted,
     delays,
     headers::{self, JobOptions, OwnedHeaders},
     json::FieldError,
@@ -45,6 +45,33 @@ impl PreparedJob {
             priority: self.priority,
         };
         headers::new_job_with(&self.job_id, incoming, &options)
+    }
+
+    /// Its partition key when the caller chose one (`key`); a job keyed by nothing but its own
+    /// random id gains nothing from a key, and without one librdkafka fills one partition's
+    /// batch at a time instead of spreading every batch over all partitions.
+    pub fn ordering_key(&self) -> Option<&str> {
+        (self.key != self.job_id).then_some(self.key.as_str())
+    }
+
+    /// `route` for a job sent in bulk (`sluice publish --file`): a job that runs now gets only the
+    /// headers a worker cannot infer (`headers::new_job_lean`). A delayed job keeps every header:
+    /// its hops down the delay ladder rewrite the record's timestamp, which would otherwise stand
+    /// for its enqueue time.
+    pub fn bulk_route(&self, topics: &Topics, kind: &str) -> Route {
+        if self.run_at.is_some() {
+            return self.route(topics, kind, None);
+        }
+        let options = JobOptions {
+            expires_at: self.expires_at,
+            run_at: None,
+            priority: self.priority,
+        };
+        Route {
+            topic: topics.lane(kind, self.priority),
+            headers: headers::new_job_lean(&self.job_id, &options),
+            traceparent: String::new(),
+        }
     }
 
     /// The topic the job goes to — its lane, or for a delayed job the first rung of the delay
@@ -131,9 +158,14 @@ fn parse_duration(value: &serde_json::Value) -> Option<std::time::Duration> {
 fn run_at(
     object: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<i64>, FieldError> {
+    let given = (object.remove(RUN_AT_FIELD), object.remove(DELAY_FIELD));
+    if given == (None, None) {
+        return Ok(None);
+    }
+    // Read only when needed: a clock read per job is a visible cost of a bulk publish.
     let now = sluice_core::headers::now_millis();
     let max = delays::MAX_DELAY.as_millis() as i64;
-    match (object.remove(RUN_AT_FIELD), object.remove(DELAY_FIELD)) {
+    match given {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(FieldError::new(
             RUN_AT_FIELD,
@@ -166,11 +198,14 @@ fn run_at(
 fn expiry(
     object: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<i64>, FieldError> {
-    let now = sluice_core::headers::now_millis();
     let given = (
         object.remove(EXPIRES_IN_FIELD),
         object.remove(EXPIRES_AT_FIELD),
     );
+    if given == (None, None) {
+        return Ok(None);
+    }
+    let now = sluice_core::headers::now_millis();
     let field = if given.0.is_some() {
         EXPIRES_IN_FIELD
     } else {
@@ -259,9 +294,9 @@ impl Registry {
                 .into());
             }
         }
-        let record = sluice_core::json::json_to_avro(&schema.schema, &document)?;
+        let record = sluice_core::json::json_to_avro(&schema.schema, document)?;
         spec.handler.validate(&record)?;
-        let value = encode_with(schema, record)
+        let value = encode_converted(schema, record)
             .map_err(|e| FieldError::new("", format!("does not encode: {e}")))?;
         Ok(PreparedJob {
             job_id,

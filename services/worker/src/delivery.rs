@@ -57,7 +57,9 @@ pub struct Delivery {
     pub attempt: u32,
     /// `sluice-due-at` of a retry record.
     pub due_at: Option<i64>,
+    /// `sluice-enqueued-at`, else the record's timestamp.
     pub enqueued_at: Option<i64>,
+    /// `traceparent`, else a new trace started for this delivery.
     pub traceparent: Option<String>,
     /// `sluice-error` of a retry: the previous attempt's error, kept in the job's status.
     pub last_error: Option<String>,
@@ -103,6 +105,11 @@ impl Delivery {
         }
         let (partition, offset) = (message.partition(), message.offset());
         let job_id = job_id.unwrap_or_else(|| format!("{topic}-{partition}-{offset}"));
+        // Bulk records (and outside producers) leave out what can be inferred: the record's
+        // own timestamp is when it was produced, and a job without a trace starts one here;
+        // `forward` writes both, so a retry keeps them.
+        let enqueued_at = enqueued_at.or_else(|| message.timestamp().to_millis());
+        let traceparent = traceparent.or_else(|| Some(headers::new_traceparent()));
         Self {
             topic,
             partition,

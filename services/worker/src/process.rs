@@ -375,6 +375,14 @@ async fn forward(
     if let Some(lane) = delivery.priority {
         set.push((headers::PRIORITY, lane.as_str().to_owned()));
     }
+    // Written even when the record came without them (a bulk or outside record): the next
+    // record's own timestamp is not the job's enqueue time, and its trace must not change.
+    if let Some(at) = delivery.enqueued_at {
+        set.push((headers::ENQUEUED_AT, at.to_string()));
+    }
+    if let Some(traceparent) = &delivery.traceparent {
+        set.push((headers::TRACEPARENT, traceparent.clone()));
+    }
     set.extend(added.iter().cloned());
     let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
 
