@@ -257,7 +257,10 @@ pub struct SocialConfig {
     /// Authors with at least this many followers are pulled on read instead of pushed on write.
     /// Default 10 000 (docs/architecture.md §2).
     pub celebrity_threshold: u64,
-    /// Entries a materialized feed keeps (the newest). Default 1000.
+    /// Entries a materialized feed keeps (the newest). Default 1000. A post's push trims only
+    /// about one feed in 16 (a stable hash of post and feed), so between trims a feed holds up
+    /// to the posts pushed since its last trim beyond this (15 on average); reads never look
+    /// past the newest `feed_cap`.
     pub feed_cap: usize,
     /// Recent posts kept per author (pull source, follow backfill, unfollow cleanup). Default 1000.
     pub author_posts_cap: usize,

@@ -17,7 +17,7 @@ use redis::{AsyncCommands, Cmd, FromRedisValue, RedisResult};
 
 use crate::{
     events::{FollowAction, FollowChanged},
-    graph::{feed_member, Graph},
+    graph::{feed_member, Graph, Trim},
 };
 
 /// What a batch did, for the fanout's metrics.
@@ -230,7 +230,9 @@ impl Graph {
                 .recent_entries(followee, self.config().feed_cap)
                 .await?;
             let copied = self
-                .for_each_follower_batch(followee, |feeds| self.push_entries(feeds, &recent))
+                .for_each_follower_batch(followee, |feeds| {
+                    self.push_entries(feeds, &recent, Trim::Every)
+                })
                 .await?;
             let _: () = redis.srem(self.celebrities_key(), followee).await?;
             let copied_already: HashSet<&str> = recent.iter().map(|(_, m)| m.as_str()).collect();
@@ -241,8 +243,10 @@ impl Graph {
                 .filter(|(_, member)| !copied_already.contains(member.as_str()))
                 .collect();
             if !late.is_empty() {
-                self.for_each_follower_batch(followee, |feeds| self.push_entries(feeds, &late))
-                    .await?;
+                self.for_each_follower_batch(followee, |feeds| {
+                    self.push_entries(feeds, &late, Trim::Every)
+                })
+                .await?;
             }
             tracing::info!(author = %followee, followers = mode.followers, feeds = copied, "author fell below the threshold: pushed on write from now on");
         }

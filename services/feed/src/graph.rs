@@ -6,7 +6,8 @@
 //! - `social:post:<post_id>`: hash with the post's body.
 //! - `social:posts:<author>`: sorted set of the author's recent post ids, scored by time.
 //! - `social:feed:<user>`: sorted set of `<post_id>:<author_id>`, scored by time, the newest
-//!   `feed_cap` kept.
+//!   `feed_cap` kept, give or take the few posts pushed since the feed's last trim (see
+//!   [`trims_on_push`]); reads never look past the newest `feed_cap`.
 //! - `social:feedcache:<user>`: hash of cached merged reads, one field per limit.
 //!
 //! Every write is idempotent (set adds, sorted-set adds of the same member and score, trims), so
@@ -20,20 +21,57 @@ use sluice_core::redis_conn::RedisConn;
 
 use crate::events::PostCreated;
 
-/// Adds entries (score, member pairs in ARGV[2..]) to each feed in KEYS, trimming each to
-/// ARGV[1]: one round trip for a batch of feeds, and no second command per feed for the trim.
-/// On a Redis Cluster every call's keys share one hash slot.
+/// Adds entries (score, member pairs in ARGV[3..]) to each feed in KEYS, and trims the first
+/// ARGV[2] of them to ARGV[1] entries: one round trip for a batch of feeds. The trim check
+/// (ZCARD, and ZREMRANGEBYRANK when over) would double the Redis calls of a push, so a post's
+/// push trims only some feeds (see [`trims_on_push`]). On a Redis Cluster every call's keys
+/// share one hash slot.
 const PUSH_TO_FEEDS: &str = r"
 local cap = tonumber(ARGV[1])
-for _, key in ipairs(KEYS) do
-  for i = 2, #ARGV, 2 do
+local trimmed = tonumber(ARGV[2])
+for k, key in ipairs(KEYS) do
+  for i = 3, #ARGV, 2 do
     redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
   end
-  if redis.call('ZCARD', key) > cap then
+  if k <= trimmed and redis.call('ZCARD', key) > cap then
     redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
   end
 end
 return #KEYS";
+
+/// A post's push trims about one feed in this many (see [`trims_on_push`]).
+pub const TRIM_ONE_PUSH_IN: u64 = 16;
+
+/// Whether pushing `post_id` to `feed` also trims the feed to `feed_cap`: about one push in
+/// [`TRIM_ONE_PUSH_IN`], chosen by a stable hash of both. Between trims a feed holds up to the
+/// posts pushed since its last trim over the cap: 15 on average, more than 64 once in ~60
+/// feeds, more than 256 once in ~15 million; a read never looks past the newest `feed_cap`, so
+/// what it shows is the same. Hashing the pair rather than the post spreads every post's trims
+/// evenly over its followers (a post that trimmed every feed would be the slow one), and a
+/// redelivered post trims exactly the feeds it trimmed the first time.
+pub fn trims_on_push(post_id: &str, feed: &str) -> bool {
+    // FNV-1a, then a 64-bit finalizer (splitmix64's): written out because the choice must never
+    // change with a crate's version, and a linear hash (a CRC) would split the feeds into 16
+    // fixed classes, one trimmed per post, which leaves posts that trim no feed at all.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // A separator no id contains, so ("ab", "c") and ("a", "bc") are different pairs.
+    for byte in post_id.bytes().chain([b'\n']).chain(feed.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    hash.is_multiple_of(TRIM_ONE_PUSH_IN)
+}
+
+/// Which feeds a push trims to the cap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trim<'a> {
+    /// Every feed: copies of many posts at once (an author leaving the pull set).
+    Every,
+    /// The feeds [`trims_on_push`] picks for this post id.
+    Sampled(&'a str),
+}
 
 /// Push scripts in flight at once, across every post this process fans out: two hide the round
 /// trip between scripts, and a feed read waits behind at most two scripts (~1 ms each) per
@@ -149,8 +187,11 @@ impl Graph {
             return Ok((Mode::Pull, 0));
         }
         let entry = [(post.created_at, feed_member(&post.post_id, &post.author_id))];
+        let trim = Trim::Sampled(&post.post_id);
         let delivered = self
-            .for_each_follower_batch(&post.author_id, |feeds| self.push_entries(feeds, &entry))
+            .for_each_follower_batch(&post.author_id, |feeds| {
+                self.push_entries(feeds, &entry, trim)
+            })
             .await?;
         Ok((Mode::Push, delivered))
     }
@@ -184,13 +225,14 @@ impl Graph {
             .collect())
     }
 
-    /// Adds `entries` to every feed in `feeds`, trimming each to the cap: one script call per
-    /// `batch_size` feeds of one hash slot, a few calls in flight at once. Returns the feeds
-    /// written.
+    /// Adds `entries` to every feed in `feeds`, trimming those `trim` says to the cap: one script
+    /// call per `batch_size` feeds of one hash slot, a few calls in flight at once. Returns the
+    /// feeds written.
     pub(crate) async fn push_entries(
         &self,
         feeds: Vec<String>,
         entries: &[(i64, String)],
+        trim: Trim<'_>,
     ) -> RedisResult<u64> {
         if feeds.is_empty() || entries.is_empty() {
             return Ok(0);
@@ -212,11 +254,26 @@ impl Graph {
             .collect();
         let written = futures::stream::iter(calls)
             .map(|keys| {
+                // The script trims the first `trimmed` keys.
+                let (keys, trimmed) = match trim {
+                    Trim::Every => {
+                        let all = keys.len();
+                        (keys, all)
+                    }
+                    Trim::Sampled(post_id) => {
+                        let (mut picked, rest): (Vec<_>, Vec<_>) = keys
+                            .into_iter()
+                            .partition(|feed| trims_on_push(post_id, feed));
+                        let trimmed = picked.len();
+                        picked.extend(rest);
+                        (picked, trimmed)
+                    }
+                };
                 let mut invocation = script.prepare_invoke();
                 for key in &keys {
                     invocation.key(key);
                 }
-                invocation.arg(self.config.feed_cap);
+                invocation.arg(self.config.feed_cap).arg(trimmed);
                 for (score, member) in entries {
                     invocation.arg(*score).arg(member);
                 }
@@ -291,4 +348,81 @@ pub fn feed_member(post_id: &str, author_id: &str) -> String {
 /// Splits a feed member back into (post id, author id).
 pub fn parse_feed_member(member: &str) -> Option<(&str, &str)> {
     member.split_once(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trim_choice_never_changes() {
+        // Pinned: a redelivery (or a newer sluice) must trim the same feeds.
+        let picked: Vec<bool> = (0..64)
+            .map(|n| trims_on_push("post-1", &format!("social:feed:user-{n}")))
+            .collect();
+        let picked: Vec<usize> = picked
+            .iter()
+            .enumerate()
+            .filter(|(_, trims)| **trims)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(picked, [0, 8, 29, 38, 55]);
+    }
+
+    #[test]
+    fn about_one_feed_in_sixteen_is_trimmed_per_post() {
+        for post in ["0190c1a2-7c3e-7000-8000-000000000001", "p", "post-42"] {
+            let trimmed = (0..16_000)
+                .filter(|n| trims_on_push(post, &format!("pfx:social:feed:user-{n}")))
+                .count();
+            assert!(
+                (800..1200).contains(&trimmed),
+                "{post}: {trimmed} of 16 000"
+            );
+        }
+    }
+
+    #[test]
+    fn every_post_trims_its_share() {
+        // No post may trim none of its followers' feeds (or many): the trims of one post are
+        // what makes it slow.
+        for n in 0..200 {
+            let post = format!("0190c1a2-7c3e-7000-8000-{n:012}");
+            let trimmed = (0..1000)
+                .filter(|user| trims_on_push(&post, &format!("social:feed:{user}")))
+                .count();
+            assert!((30..100).contains(&trimmed), "{post}: {trimmed} of 1 000");
+        }
+    }
+
+    #[test]
+    fn every_feed_is_trimmed_now_and_then() {
+        // The other way round: one feed, many posts. The longest run without a trim bounds how
+        // far over the cap the feed went.
+        for feed in ["social:feed:alice", "x:social:feed:user-9998"] {
+            let mut longest = 0;
+            let mut run = 0;
+            let mut trimmed = 0;
+            for n in 0..16_000 {
+                if trims_on_push(&format!("post-{n}"), feed) {
+                    trimmed += 1;
+                    run = 0;
+                } else {
+                    run += 1;
+                    longest = longest.max(run);
+                }
+            }
+            assert!((800..1200).contains(&trimmed), "{feed}: {trimmed}");
+            assert!(longest < 250, "{feed}: {longest} pushes without a trim");
+        }
+    }
+
+    #[test]
+    fn the_pair_decides_not_its_concatenation() {
+        let differs = (0..256).any(|n| {
+            let post = format!("p{n}");
+            trims_on_push(&format!("{post}a"), "feed") != trims_on_push(&post, "afeed")
+        });
+        assert!(differs);
+    }
 }

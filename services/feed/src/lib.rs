@@ -9,4 +9,5 @@ pub mod events;
 pub mod follows;
 pub mod graph;
 pub mod read;
+mod read_single;
 pub mod summary;

@@ -1,5 +1,7 @@
 //! The hybrid read: a user's materialized feed merged with the recent posts of the celebrities
-//! they follow, newest first, bodies fetched in one pipelined round trip, the result cached.
+//! they follow, newest first, with their bodies, the result cached. On a single Redis the merge
+//! is one server-side script (`read_single.rs`); on a cluster, whose keys live in different
+//! slots, it takes a few pipelined round trips (here).
 
 use std::collections::{HashMap, HashSet};
 
@@ -86,35 +88,59 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
         }
     }
 
-    // Round trip 1: the materialized feed (twice the limit, in case some entries are filtered
-    // out below), whom the user follows, and (on a single Redis) which of those are pulled on
-    // read. A cluster keeps the celebrity set in another slot than the follow set, so there
-    // that takes a second round trip.
+    // The materialized feed's newest entries: twice the limit, in case some are filtered out
+    // below, but never past the cap (a feed can hold a few more until its next trim).
+    let feed_entries = (2 * limit).min(graph.config().feed_cap);
+    let posts = if redis.is_cluster() {
+        read_cluster(graph, user, limit, feed_entries).await?
+    } else {
+        crate::read_single::read_feed(graph, user, limit, feed_entries).await?
+    };
+
+    if !ttl.is_zero() {
+        let json = serde_json::to_string(&posts).expect("feed posts serialize");
+        let _: i64 = redis::Script::new(WRITE_CACHE)
+            .key(&cache_key)
+            .arg(&cache_version)
+            .arg(limit)
+            .arg(json)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut redis)
+            .await?;
+    }
+    Ok(FeedRead {
+        posts,
+        cached: false,
+    })
+}
+
+/// The merged read on a Redis Cluster, where the feed, the follow set, the celebrity set, the
+/// authors' lists and the bodies are in different slots: four round trips.
+async fn read_cluster(
+    graph: &Graph,
+    user: &str,
+    limit: usize,
+    feed_entries: usize,
+) -> RedisResult<Vec<FeedPost>> {
+    let mut redis = graph.connection();
+    // Round trips 1 and 2: the materialized feed and whom the user follows, then which of those
+    // are pulled on read (the celebrity set is in another slot than the follow set).
     let feed_key = graph.feed_key(user);
     let following_key = graph.following_key(user);
     let mut feed_range = redis::cmd("ZREVRANGE");
     feed_range
         .arg(&feed_key)
         .arg(0)
-        .arg(2 * limit as i64 - 1)
+        .arg(feed_entries as i64 - 1)
         .arg("WITHSCORES");
     let mut members = redis::cmd("SMEMBERS");
     members.arg(&following_key);
-    let (feed, following, celebrities): (Vec<(String, i64)>, Vec<String>, Vec<String>) =
-        if redis.is_cluster() {
-            let answers = redis
-                .pipeline_by_key(vec![(feed_key, feed_range), (following_key, members)])
-                .await?;
-            let feed = redis::from_redis_value(&answers[0])?;
-            let following: Vec<String> = redis::from_redis_value(&answers[1])?;
-            let celebrities = pulled_of(&mut redis, graph, &following).await?;
-            (feed, following, celebrities)
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.add_command(feed_range).add_command(members);
-            pipe.sinter(&[following_key, graph.celebrities_key()]);
-            pipe.query_async(&mut redis).await?
-        };
+    let answers = redis
+        .pipeline_by_key(vec![(feed_key, feed_range), (following_key, members)])
+        .await?;
+    let feed: Vec<(String, i64)> = redis::from_redis_value(&answers[0])?;
+    let following: Vec<String> = redis::from_redis_value(&answers[1])?;
+    let celebrities = pulled_of(&mut redis, graph, &following).await?;
     let following: HashSet<String> = following.into_iter().collect();
 
     // Candidates: (created_at, post_id, author_id).
@@ -176,20 +202,5 @@ pub async fn read_feed(graph: &Graph, user: &str, limit: usize) -> RedisResult<F
             }
         }
     }
-
-    if !ttl.is_zero() {
-        let json = serde_json::to_string(&posts).expect("feed posts serialize");
-        let _: i64 = redis::Script::new(WRITE_CACHE)
-            .key(&cache_key)
-            .arg(&cache_version)
-            .arg(limit)
-            .arg(json)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut redis)
-            .await?;
-    }
-    Ok(FeedRead {
-        posts,
-        cached: false,
-    })
+    Ok(posts)
 }

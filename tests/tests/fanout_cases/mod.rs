@@ -246,8 +246,19 @@ async fn follow_then_post_through_the_api_lands_in_the_feed_and_unfollow_removes
     fanout.stop().await;
 }
 
+/// `n` posts by `author`, 1 ms apart, in order.
+fn posts_by(author: &str, n: i64, config: &sluice_core::config::SocialConfig) -> Vec<PostCreated> {
+    (0..n)
+        .map(|i| {
+            let mut post = PostCreated::new(author, &format!("#{i}"), config).unwrap();
+            post.created_at = 1_700_000_000_000 + i;
+            post
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn after_1200_posts_a_feed_holds_exactly_the_newest_1000() {
+async fn after_1200_posts_a_feed_holds_the_newest_1000_and_those_since_its_last_trim() {
     let env = env_with(|_| {}).await;
     let topics = env.topics();
     let follow = FollowChanged::new("fan", "prolific", FollowAction::Follow).unwrap();
@@ -258,27 +269,97 @@ async fn after_1200_posts_a_feed_holds_exactly_the_newest_1000() {
     .await;
     let fanout = env.start_fanout().await;
     let graph = env.graph().await;
-    let mut redis = env.redis().await;
+    let redis = env.redis().await;
     eventually("the follow applied", Duration::from_secs(30), || {
         let (mut redis, key) = (redis.clone(), graph.followers_key("prolific"));
         async move { (redis.scard::<_, u64>(key).await.ok()? == 1).then_some(()) }
     })
     .await;
-    let posts: Vec<PostCreated> = (0..1200)
-        .map(|i| {
-            let mut post =
-                PostCreated::new("prolific", &format!("#{i}"), &env.config.social).unwrap();
-            post.created_at = 1_700_000_000_000 + i;
-            post
-        })
-        .collect();
+    let posts = posts_by("prolific", 1200, &env.config.social);
     let records: Vec<_> = posts
         .iter()
         .map(|p| ("prolific".to_owned(), p.encode()))
         .collect();
     env.produce_in_order(&topics.posts(), &records).await;
     let feed_key = graph.feed_key("fan");
-    let newest = format!("{}:prolific", posts[1199].post_id);
+    let member = |p: &PostCreated| format!("{}:prolific", p.post_id);
+    // Done when the feed is the newest posts, the last one included, at least the cap of them.
+    let members: Vec<String> = eventually(
+        "the newest posts in the feed",
+        Duration::from_secs(60),
+        || {
+            let (mut redis, key) = (redis.clone(), feed_key.clone());
+            let posts = &posts;
+            async move {
+                let members: Vec<String> = redis.zrange(key, 0, -1).await.ok()?;
+                let newest: Vec<String> = posts[1200 - members.len().min(1200)..]
+                    .iter()
+                    .map(member)
+                    .collect();
+                (members.len() >= 1000 && members == newest).then_some(members)
+            }
+        },
+    )
+    .await;
+    // A push trims a feed only when `trims_on_push` picks the pair: after the last such post
+    // over the cap, the feed holds the cap and what came later (plus the posts still in flight
+    // around that trim: the fanout applies up to 8 at once).
+    let last_trim = (1000..1200)
+        .rev()
+        .find(|&i| sluice_feed::graph::trims_on_push(&posts[i].post_id, &feed_key))
+        .unwrap_or(1000);
+    assert!(
+        members.len() <= 1000 + (1199 - last_trim) + 8,
+        "{} entries, the last trimming post #{last_trim}",
+        members.len()
+    );
+    // Reads never look past the cap.
+    let api = env.start_api().await;
+    let http = sluice_tests::api_client();
+    let base = format!("http://{}", api.info);
+    let newest_200: Vec<String> = posts[1000..].iter().rev().map(|p| p.post_id.clone()).collect();
+    assert_eq!(feed_ids(&http, &base, "fan", 200).await, newest_200);
+    api.stop().await;
+    fanout.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_shows_only_the_newest_feed_cap_pushed_posts() {
+    // Between trims a feed holds more than the cap; a read must not show them.
+    let env = env_with(|c| {
+        c.social.feed_cap = 3;
+        c.social.feed_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let topics = env.topics();
+    let follow = FollowChanged::new("fan", "writer", FollowAction::Follow).unwrap();
+    env.produce_in_order(&topics.follows(), &[("writer".to_owned(), follow.encode())])
+        .await;
+    let fanout = env.start_fanout().await;
+    let graph = env.graph().await;
+    let mut redis = env.redis().await;
+    eventually("the follow applied", Duration::from_secs(30), || {
+        let (mut redis, key) = (redis.clone(), graph.followers_key("writer"));
+        async move { (redis.scard::<_, u64>(key).await.ok()? == 1).then_some(()) }
+    })
+    .await;
+    let feed_key = graph.feed_key("fan");
+    // The last 16 posts trim nothing (ids drawn again until so), so however the fanout's 8
+    // posts in flight interleave, the feed ends over its cap.
+    let mut posts = posts_by("writer", 40, &env.config.social);
+    for post in &mut posts[24..] {
+        while sluice_feed::graph::trims_on_push(&post.post_id, &feed_key) {
+            let created_at = post.created_at;
+            *post = PostCreated::new("writer", &post.text, &env.config.social).unwrap();
+            post.created_at = created_at;
+        }
+    }
+    let records: Vec<_> = posts
+        .iter()
+        .map(|p| ("writer".to_owned(), p.encode()))
+        .collect();
+    env.produce_in_order(&topics.posts(), &records).await;
+    let newest = format!("{}:writer", posts[39].post_id);
     eventually("the last post in the feed", Duration::from_secs(60), || {
         let (mut redis, key, newest) = (redis.clone(), feed_key.clone(), newest.clone());
         async move {
@@ -290,14 +371,93 @@ async fn after_1200_posts_a_feed_holds_exactly_the_newest_1000() {
         }
     })
     .await;
-    let members: Vec<String> = redis.zrange(&feed_key, 0, -1).await.unwrap();
-    let expected: Vec<String> = posts[200..]
-        .iter()
-        .map(|p| format!("{}:prolific", p.post_id))
-        .collect();
-    assert_eq!(members.len(), 1000);
-    assert_eq!(members, expected, "exactly the newest 1000, oldest first");
+    let held: u64 = redis.zcard(&feed_key).await.unwrap();
+    assert!(held > 3, "the feed is over its cap: {held} entries");
+    let api = env.start_api().await;
+    let http = sluice_tests::api_client();
+    let base = format!("http://{}", api.info);
+    let newest_3: Vec<String> = posts[37..].iter().rev().map(|p| p.post_id.clone()).collect();
+    eventually("the newest 3", Duration::from_secs(30), || async {
+        (feed_ids(&http, &base, "fan", 50).await == newest_3).then_some(())
+    })
+    .await;
+    api.stop().await;
     fanout.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_drops_unfollowed_authors_shows_a_post_once_and_orders_ties_by_id() {
+    // The stored state written directly: a feed entry of an author no longer followed (an
+    // unfollow racing its cleanup), a celebrity's post both pushed (before it became one) and
+    // pulled, and equal times.
+    let env = env_with(|c| c.social.feed_cache_ttl = Duration::ZERO).await;
+    let graph = env.graph().await;
+    let mut redis = env.redis().await;
+    let _: () = redis
+        .sadd(graph.following_key("reader"), &["pushed", "star"])
+        .await
+        .unwrap();
+    let _: () = redis.sadd(graph.celebrities_key(), "star").await.unwrap();
+    let _: () = redis
+        .zadd_multiple(
+            graph.author_posts_key("star"),
+            &[(1000, "s1"), (2000, "dup"), (3000, "s2")],
+        )
+        .await
+        .unwrap();
+    let _: () = redis
+        .zadd_multiple(
+            graph.feed_key("reader"),
+            &[
+                (1000, "p1:pushed"),
+                (2000, "dup:star"),
+                (4000, "gone:left"),
+                (5000, "tieB:pushed"),
+                (5000, "tiea:pushed"),
+                // Redis orders these by member, "1:…" after "10:…"; by id, "10" comes first.
+                (6000, "1:pushed"),
+                (6000, "10:pushed"),
+            ],
+        )
+        .await
+        .unwrap();
+    for (id, author) in [
+        ("p1", "pushed"),
+        ("dup", "star"),
+        ("gone", "left"),
+        ("tieB", "pushed"),
+        ("tiea", "pushed"),
+        ("s1", "star"),
+        ("s2", "star"),
+        ("1", "pushed"),
+        ("10", "pushed"),
+    ] {
+        let _: () = redis
+            .hset_multiple(
+                graph.post_key(id),
+                &[("post_id", id), ("author_id", author), ("text", &format!("text {id}"))],
+            )
+            .await
+            .unwrap();
+    }
+    let api = env.start_api().await;
+    let http = sluice_tests::api_client();
+    let base = format!("http://{}", api.info);
+    // Equal times by id descending, bytewise ("10" > "1", 'a' > 'B', and "s1" > "p1").
+    assert_eq!(
+        feed_ids(&http, &base, "reader", 50).await,
+        ["10", "1", "tiea", "tieB", "s2", "dup", "s1", "p1"]
+    );
+    assert_eq!(
+        feed_ids(&http, &base, "reader", 3).await,
+        ["10", "1", "tiea"]
+    );
+    let body = get_json(&http, &format!("{base}/v1/feed/reader?limit=6")).await;
+    assert_eq!(
+        body["posts"][5],
+        json!({"post_id": "dup", "author_id": "star", "text": "text dup", "created_at": 2000})
+    );
+    api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
