@@ -28,7 +28,7 @@
 #
 # Env: TP_AUTHORS (10), TP_FOLLOWERS (9999), TP_POSTS (50), ZADD_N (1000000), LAT_FOLLOWERS (9999),
 # LAT_POSTS (50), RD_AUTHORS (200), RD_CELEBS (5), RD_CELEB_FOLLOWERS (10000, the reader included),
-# RD_POSTS (30), READS (2000), LIMIT (50), BATCH_SIZE (250, sluice's social.batch_size default),
+# RD_POSTS (30), READS (2000), LIMIT (50), BATCH_SIZE (125, sluice's social.batch_size default),
 # TIMEOUT (60 s for any one wait), IDLE_WAIT (60: seconds to wait for a quiet second on the machine
 # before starting, then start anyway; the report says how busy the machine was), SKIP_BUILD (1: no
 # cargo build), SLUICE_BIN (bench this binary instead of target/release/sluice, e.g. one built from
@@ -53,7 +53,7 @@ BOOTSTRAP="${BOOTSTRAP:-127.0.0.1:9092}"
 export REDIS_HOST="${REDIS_HOST:-127.0.0.1}" REDIS_PORT="${REDIS_PORT:-6379}"
 # sluice's defaults, restated so the bench says what it ran with (and the helper knows the batch).
 THRESHOLD=10000
-export BATCH_SIZE="${BATCH_SIZE:-250}"
+export BATCH_SIZE="${BATCH_SIZE:-125}"
 SLUICE="${SLUICE_BIN:-$REPO/target/release/sluice}"
 TOOL="$REPO/deploy/kafka/tool.sh"
 LOAD="$REPO/deploy/bench/fanout-load.py"
@@ -106,6 +106,10 @@ cleanup() {
     say "cleanup: deleting topics ${RUN_ID}.* and group ${RUN_ID}.sluice.fanout"
     topic_tool --delete --if-exists --topic "${RUN_ID}\\..*" >/dev/null 2>"$TMP/delete.err" ||
       { say "cleanup: topic deletion failed:" >&2; cat "$TMP/delete.err" >&2; }
+  fi
+  if [[ -n ${AOF_REWRITE_PERCENTAGE:-} ]]; then
+    rcli CONFIG SET auto-aof-rewrite-percentage "$AOF_REWRITE_PERCENTAGE" >/dev/null ||
+      say "cleanup: could not restore Redis's auto-aof-rewrite-percentage to $AOF_REWRITE_PERCENTAGE" >&2
   fi
   if ((REDIS_USED)); then
     # SCAN + UNLINK of this run's prefix only (other tests share this Redis), pipelined.
@@ -171,6 +175,12 @@ TOPICS_CREATED=1
 "$SLUICE" topics ensure >"$TMP/ensure.out" 2>&1 || die "topics ensure failed: $(tail -n 5 "$TMP/ensure.out")"
 
 # --- 2. the follower graph, before the fanout starts ------------------------------------------
+# Each phase appends ~60 MB to Redis's AOF, so Redis's automatic rewrite (a fork whose child
+# rewrites the whole dataset) would start in the middle of one: on two shared cores that child
+# takes a core from the processes being measured. It is off for the run (restored on exit), and
+# each phase starts by rewriting the AOF instead (fanout-load.py: quiesce).
+AOF_REWRITE_PERCENTAGE="$(rcli CONFIG GET auto-aof-rewrite-percentage | sed -n 2p)"
+rcli CONFIG SET auto-aof-rewrite-percentage 0 >/dev/null
 REDIS_USED=1
 python3 "$LOAD" graph || die "writing the follower graph failed"
 
@@ -282,7 +292,7 @@ dirty=""
   say "  *During a push burst*: the cache-off reads repeated for as long as another $TP_POSTS x $TP_FOLLOWERS push"
   say "  burst (as in the throughput phase) was being fanned out, i.e. with Redis busy running fan-out scripts."
   say "  Both apis ran $STATS_NOTE."
-  say "- One \`sluice fanout\` (batch_size $BATCH_SIZE$( ((BATCH_SIZE == 250)) && echo ", the default"), feed_cap 1000), 6 partitions per topic."
+  say "- One \`sluice fanout\` (batch_size $BATCH_SIZE$( ((BATCH_SIZE == 125)) && echo ", the default"), feed_cap 1000), 6 partitions per topic."
   say "  Redis appendonly=$(rcli config get appendonly | tail -n 1), appendfsync=$(rcli config get appendfsync | tail -n 1)."
   say ""
   say "Command: \`make bench-fanout\` (TP_AUTHORS=$TP_AUTHORS TP_FOLLOWERS=$TP_FOLLOWERS TP_POSTS=$TP_POSTS ZADD_N=$ZADD_N"

@@ -108,8 +108,8 @@ PAYLOAD=$((VALUE_BYTES - FIXED - 1))
 while (($(value_len "$PAYLOAD") > VALUE_BYTES)); do PAYLOAD=$((PAYLOAD - 1)); done
 VALUE="$(value_len "$PAYLOAD")"
 say "records: N=$N, value $VALUE bytes = $FIXED fixed (10 header + other fields, measured) +"
-say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; sluice also sends a 36-byte key (job id) and 4 headers"
-say "  (job id, attempt, enqueued-at, traceparent); ProducerPerformance and kcat send no key, no headers."
+say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; sluice also sends one header (the job id) and no key,"
+say "  as a bulk publish does; ProducerPerformance and kcat send no key, no headers."
 
 # --- 3. input files -------------------------------------------------------------------------
 # Each payload starts with its zero-padded line number so records differ, then random letters
@@ -258,7 +258,7 @@ bytes_per_record() { # bytes_per_record <topic suffix> <codec>: median over the 
 if ((HAVE_KCAT)); then
   WIRE="$(timeout 20 "$KCAT" -C -b "$BOOTSTRAP" -t "$(prefix 1 "${CODECS[0]}")jobs.noop" -o beginning -c 1 -e -q -f '%S %K %h\n' |
     awk '{ n = split($3, h, ","); hb = 0; for (i = 1; i <= n; i++) hb += length(h[i]) + 1
-           printf "value %d B, key %d B, %d headers ~%d B", $1, $2, n, hb }')"
+           printf "value %d B, %s, %d headers ~%d B", $1, ($2 < 0 ? "no key" : "key " $2 " B"), n, hb }')"
 else
   WIRE="value $(value_size "$(prefix 1 "${CODECS[0]}")jobs.noop") B (key and headers not shown without kcat)"
 fi
@@ -350,9 +350,8 @@ dirty=""
   say "batches as the producer sent them, batch headers included."
   say ""
   say "Record shapes: value $VALUE bytes for every tool: a 10-digit line number, then random letters"
-  say "(ProducerPerformance: random letters). sluice additionally sends a 36-byte key (the job id,"
-  say "murmur2-partitioned, so consecutive records spread over all partitions) and 4 headers;"
-  say "ProducerPerformance and kcat send no key (sticky partitioning) and no headers."
+  say "(ProducerPerformance: random letters). sluice additionally sends one header, the job id (a bulk"
+  say "record carries nothing a worker can infer); no tool sends a key (sticky partitioning)."
   say "sluice record read back: $WIRE."
   say ""
   say "Wall seconds per round:"

@@ -290,8 +290,7 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
         let names: Vec<&str> = record.headers().unwrap().iter().map(|h| h.key).collect();
         assert_eq!(names, [headers::JOB_ID], "only the job id");
     }
-    let keys: std::collections::BTreeSet<Option<&[u8]>> =
-        records.iter().map(|r| r.key()).collect();
+    let keys: std::collections::BTreeSet<Option<&[u8]>> = records.iter().map(|r| r.key()).collect();
     assert_eq!(keys, [None, Some(&b"k1"[..])].into_iter().collect());
     let failing = records.iter().find(|r| r.key().is_none()).unwrap();
     let job_id = headers::get(failing.headers().unwrap(), headers::JOB_ID)
@@ -314,8 +313,7 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
     assert_eq!(trace_id.len(), 32);
 
     let retries = env.read_all(
-        &env
-            .topics()
+        &env.topics()
             .retry("noop", std::time::Duration::from_secs(1)),
     );
     assert_eq!(retries.len(), 1);

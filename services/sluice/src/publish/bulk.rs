@@ -145,7 +145,7 @@ pub fn publish(
     let deadline = Instant::now() + DELIVERY_TIMEOUT + Duration::from_secs(10);
     while producer.in_flight_count() > 0 && Instant::now() < deadline {
         progress.set_position(tally.sent - producer.in_flight_count().max(0) as u64);
-        producer.poll(Duration::from_millis(1));
+        wait_for_deliveries(&producer);
     }
     let flushed = producer.flush(Timeout::After(Duration::from_secs(10)));
     let elapsed = started.elapsed();
@@ -274,9 +274,17 @@ fn send(producer: &BaseProducer<CountingContext>, record: Encoded) -> anyhow::Re
             // librdkafka's queue is full: wait for deliveries to make room, then resend.
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 base = returned;
-                producer.poll(Duration::from_millis(1));
+                wait_for_deliveries(producer);
             }
             Err((e, _)) => return Err(e).context("handing a record to librdkafka"),
         }
     }
+}
+
+/// Serves what librdkafka reported, then sleeps a millisecond. Not `poll(1 ms)`: rdkafka turns
+/// a timeout under a millisecond into non-blocking polls, so that call spins on the clock and
+/// takes a core from librdkafka's broker thread while the last acknowledgements arrive.
+fn wait_for_deliveries(producer: &BaseProducer<CountingContext>) {
+    producer.poll(Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(1));
 }
