@@ -39,12 +39,15 @@ impl PreparedJob {
     /// Its record headers, continuing the caller's trace when `incoming` is a `traceparent`;
     /// also returns the job's `traceparent`.
     pub fn headers(&self, incoming: Option<&str>) -> (OwnedHeaders, String) {
-        let options = JobOptions {
+        headers::new_job_with(&self.job_id, incoming, &self.options())
+    }
+
+    fn options(&self) -> JobOptions {
+        JobOptions {
             expires_at: self.expires_at,
             run_at: self.run_at,
             priority: self.priority,
-        };
-        headers::new_job_with(&self.job_id, incoming, &options)
+        }
     }
 
     /// Its partition key when the caller chose one (`key`); a job keyed by nothing but its own
@@ -62,14 +65,9 @@ impl PreparedJob {
         if self.run_at.is_some() {
             return self.route(topics, kind, None);
         }
-        let options = JobOptions {
-            expires_at: self.expires_at,
-            run_at: None,
-            priority: self.priority,
-        };
         Route {
             topic: topics.lane(kind, self.priority),
-            headers: headers::new_job_lean(&self.job_id, &options),
+            headers: headers::new_job_lean(&self.job_id, &self.options()),
             traceparent: String::new(),
         }
     }

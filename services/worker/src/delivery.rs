@@ -60,7 +60,7 @@ pub struct Delivery {
     /// `sluice-enqueued-at`, else the record's timestamp.
     pub enqueued_at: Option<i64>,
     /// `traceparent`, else a new trace started for this delivery.
-    pub traceparent: Option<String>,
+    pub traceparent: String,
     /// `sluice-error` of a retry: the previous attempt's error, kept in the job's status.
     pub last_error: Option<String>,
     /// No `sluice-original-topic` yet: this is the job's first delivery.
@@ -109,7 +109,7 @@ impl Delivery {
         // own timestamp is when it was produced, and a job without a trace starts one here;
         // `forward` writes both, so a retry keeps them.
         let enqueued_at = enqueued_at.or_else(|| message.timestamp().to_millis());
-        let traceparent = traceparent.or_else(|| Some(headers::new_traceparent()));
+        let traceparent = traceparent.unwrap_or_else(headers::new_traceparent);
         Self {
             topic,
             partition,
@@ -139,10 +139,7 @@ impl Delivery {
     }
 
     pub fn trace_id(&self) -> &str {
-        self.traceparent
-            .as_deref()
-            .and_then(headers::trace_id)
-            .unwrap_or_default()
+        headers::trace_id(&self.traceparent).unwrap_or_default()
     }
 }
 

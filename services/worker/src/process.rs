@@ -204,7 +204,7 @@ async fn run(rt: &KindRuntime, delivery: &Delivery) -> Result<Outcome, JobFailur
         attempt: delivery.attempt,
         record: decoded.value,
         enqueued_at: delivery.enqueued_at,
-        traceparent: delivery.traceparent.clone(),
+        traceparent: Some(delivery.traceparent.clone()),
     };
     // The endpoint (a URL parse for webhooks) is worked out only while some endpoint is
     // disabled, or after a 410 — not for every job.
@@ -380,9 +380,7 @@ async fn forward(
     if let Some(at) = delivery.enqueued_at {
         set.push((headers::ENQUEUED_AT, at.to_string()));
     }
-    if let Some(traceparent) = &delivery.traceparent {
-        set.push((headers::TRACEPARENT, traceparent.clone()));
-    }
+    set.push((headers::TRACEPARENT, delivery.traceparent.clone()));
     set.extend(added.iter().cloned());
     let replaced: Vec<&str> = set.iter().map(|(key, _)| *key).collect();
 
@@ -455,7 +453,7 @@ async fn enqueue_follow_ups(
             }
         }
     }
-    let traceparent = delivery.traceparent.as_deref();
+    let traceparent = Some(delivery.traceparent.as_str());
     let sends = prepared.iter().map(|(kind, job)| {
         let topic = job.route(&rt.topics, kind, traceparent).topic;
         let record_headers = move || job.route(&rt.topics, kind, traceparent).headers;
