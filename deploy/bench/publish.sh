@@ -108,8 +108,8 @@ PAYLOAD=$((VALUE_BYTES - FIXED - 1))
 while (($(value_len "$PAYLOAD") > VALUE_BYTES)); do PAYLOAD=$((PAYLOAD - 1)); done
 VALUE="$(value_len "$PAYLOAD")"
 say "records: N=$N, value $VALUE bytes = $FIXED fixed (10 header + other fields, measured) +"
-say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; sluice also sends one header (the job id) and no key,"
-say "  as a bulk publish does; ProducerPerformance and kcat send no key, no headers."
+say "  $(varint_len "$PAYLOAD") length + $PAYLOAD payload; no tool sends a key or headers (a bulk publish"
+say "  sends neither unless a line asks for a key or an expiry)."
 
 # --- 3. input files -------------------------------------------------------------------------
 # Each payload starts with its zero-padded line number so records differ, then random letters
@@ -350,8 +350,8 @@ dirty=""
   say "batches as the producer sent them, batch headers included."
   say ""
   say "Record shapes: value $VALUE bytes for every tool: a 10-digit line number, then random letters"
-  say "(ProducerPerformance: random letters). sluice additionally sends one header, the job id (a bulk"
-  say "record carries nothing a worker can infer); no tool sends a key (sticky partitioning)."
+  say "(ProducerPerformance: random letters). No tool sends a key (sticky partitioning) or headers"
+  say "(a bulk record carries nothing a worker can infer, its job id included)."
   say "sluice record read back: $WIRE."
   say ""
   say "Wall seconds per round:"

@@ -198,7 +198,7 @@ for path in waves:
 jobs = []  # (job id, due ms, sleep ms)
 for raw in open(records, "rb"):
     text = raw.decode("utf-8", "replace")  # the Avro bytes around the ASCII fields may not be UTF-8
-    key = re.search(r'"key":"([0-9a-f-]{36})"', text)
+    key = re.search(r'"sluice-job-id","([^"]+)"', text)  # a retry always carries the job's id
     due = re.search(r'"sluice-due-at","([0-9]+)"', text)
     payload = re.search(r"bench-[0-9]{6}", text)
     if not (key and due and payload):

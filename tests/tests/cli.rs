@@ -137,7 +137,7 @@ async fn publish_file_with_lz4_keeps_every_record_and_the_order_per_key() {
 async fn publish_file_names_a_bad_line_in_a_later_chunk() {
     let env = TestEnv::new().await;
     const LINES: usize = 12_000;
-    const BAD: usize = 9_876; // 1-based, past the first 1 MiB chunk
+    const BAD: usize = 9_876; // 1-based, chunks past the first
     let padding = "p".repeat(200);
     let file = jsonl((1..=LINES).map(|n| match n {
         BAD => r#"{"payload":"ok","nope":1}"#.to_owned(),
@@ -287,15 +287,18 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
     let records = env.read_all(&env.topics().jobs("noop"));
     assert_eq!(records.len(), 2);
     for record in &records {
-        let names: Vec<&str> = record.headers().unwrap().iter().map(|h| h.key).collect();
-        assert_eq!(names, [headers::JOB_ID], "only the job id");
+        assert_eq!(record.headers().map_or(0, |h| h.count()), 0, "no headers");
     }
     let keys: std::collections::BTreeSet<Option<&[u8]>> = records.iter().map(|r| r.key()).collect();
     assert_eq!(keys, [None, Some(&b"k1"[..])].into_iter().collect());
     let failing = records.iter().find(|r| r.key().is_none()).unwrap();
-    let job_id = headers::get(failing.headers().unwrap(), headers::JOB_ID)
-        .unwrap()
-        .to_owned();
+    // The worker names a job without an id after its place in the lane.
+    let job_id = format!(
+        "{}-{}-{}",
+        failing.topic(),
+        failing.partition(),
+        failing.offset()
+    );
     let produced_at = failing.timestamp().to_millis().unwrap();
 
     let worker = env.start_worker(&["noop"]).await;
@@ -310,6 +313,7 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
         .await;
     assert_eq!(status.attempts, 2);
     let trace_id = status.trace_id.clone().expect("the worker started a trace");
+    assert_eq!(status.kind, "noop");
     assert_eq!(trace_id.len(), 32);
 
     let retries = env.read_all(
@@ -318,6 +322,11 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
     );
     assert_eq!(retries.len(), 1);
     let retry_headers = retries[0].headers().unwrap();
+    assert_eq!(
+        headers::get(retry_headers, headers::JOB_ID),
+        Some(job_id.as_str()),
+        "the retry keeps the name its first delivery gave the job"
+    );
     assert_eq!(
         headers::get(retry_headers, headers::ENQUEUED_AT),
         Some(produced_at.to_string().as_str()),
@@ -329,4 +338,53 @@ async fn bulk_records_are_lean_and_their_retries_keep_the_inferred_trace_and_enq
         "the retry continues the trace its first attempt started"
     );
     worker.stop().await;
+}
+
+/// A bulk record carries a header only for what neither it nor its topic says: an expiry. A
+/// delayed one keeps every header (an id included), since its hops rewrite its timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_records_carry_only_what_their_topic_and_timestamp_cannot_say() {
+    use rdkafka::message::Headers;
+    use sluice_core::{headers, lanes::Priority};
+    let env = TestEnv::new().await;
+    let file = jsonl([
+        r#"{"payload":"expiring","expires_in":"1h"}"#.to_owned(),
+        r#"{"payload":"urgent","priority":"high"}"#.to_owned(),
+        r#"{"payload":"later","delay":"90s"}"#.to_owned(),
+    ]);
+    let output = sluice(
+        &env,
+        &["publish", "noop", "--file", file.path.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let names = |record: &rdkafka::message::OwnedMessage| -> Vec<String> {
+        record
+            .headers()
+            .map(|h| h.iter().map(|h| h.key.to_owned()).collect())
+            .unwrap_or_default()
+    };
+
+    let normal = env.read_all(&env.topics().jobs("noop"));
+    assert_eq!(normal.len(), 1);
+    assert_eq!(names(&normal[0]), [headers::EXPIRES_AT]);
+    let expires_at: i64 = headers::get(normal[0].headers().unwrap(), headers::EXPIRES_AT)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let produced_at = normal[0].timestamp().to_millis().unwrap();
+    assert!((expires_at - produced_at - 3_600_000).abs() < 60_000);
+
+    let high = env.read_all(&env.topics().lane("noop", Priority::High));
+    assert_eq!(high.len(), 1);
+    assert!(names(&high[0]).is_empty(), "the lane says the priority");
+
+    let delayed = env.read_all(&env.topics().delay_rung(std::time::Duration::from_secs(30)));
+    assert_eq!(delayed.len(), 1, "90 s starts on the 30 s rung");
+    let delayed_headers = delayed[0].headers().unwrap();
+    let job_id = headers::get(delayed_headers, headers::JOB_ID).expect("an id");
+    assert!(uuid::Uuid::parse_str(job_id).is_ok(), "{job_id}");
+    for name in [headers::ENQUEUED_AT, headers::TARGET_TOPIC, headers::RUN_AT] {
+        assert!(headers::get(delayed_headers, name).is_some(), "{name}");
+    }
+    assert_eq!(delayed[0].key(), None, "no key when the line gives none");
 }

@@ -14,6 +14,7 @@ use crate::registry::Registry;
 /// A job ready to produce: encoded in the wire format, with its id and partition key.
 #[derive(Debug, Clone)]
 pub struct PreparedJob {
+    /// Empty for a job sent in bulk until `bulk_route` needs one.
     pub job_id: String,
     /// The user's ordering key, or the job id.
     pub key: String,
@@ -25,6 +26,13 @@ pub struct PreparedJob {
     pub priority: Priority,
     /// Not to be started before this (ms since epoch), from `run_at` or `delay`; `None` runs now.
     pub run_at: Option<i64>,
+}
+
+/// Where a job sent in bulk is produced, with its headers (see [`PreparedJob::bulk_route`]).
+pub struct BulkRoute {
+    /// `None`: the lane of the job's priority.
+    pub topic: Option<String>,
+    pub headers: Option<OwnedHeaders>,
 }
 
 /// Where a prepared job is produced, with its headers.
@@ -57,18 +65,29 @@ impl PreparedJob {
         (self.key != self.job_id).then_some(self.key.as_str())
     }
 
-    /// `route` for a job sent in bulk (`sluice publish --file`): a job that runs now gets only the
-    /// headers a worker cannot infer (`headers::new_job_lean`). A delayed job keeps every header:
-    /// its hops down the delay ladder rewrite the record's timestamp, which would otherwise stand
-    /// for its enqueue time.
-    pub fn bulk_route(&self, topics: &Topics, kind: &str) -> Route {
-        if self.run_at.is_some() {
-            return self.route(topics, kind, None);
+    /// Where a job sent in bulk (`sluice publish --file`, prepared by `Registry::prepare_bulk`)
+    /// goes, and its headers. A job that runs now goes to its lane with only the headers a
+    /// worker cannot infer (`headers::new_job_bulk`, usually none): `None` and `None`, the caller
+    /// naming the lane once per run. A delayed job gets an id and every header: its hops down the
+    /// delay ladder rewrite the record's timestamp, which would otherwise stand for its enqueue
+    /// time, and move it to other topics, which would otherwise name it.
+    pub fn bulk_route(&mut self, topics: &Topics, kind: &str) -> BulkRoute {
+        if self.run_at.is_none() {
+            return BulkRoute {
+                topic: None,
+                headers: headers::new_job_bulk(&self.options()),
+            };
         }
-        Route {
-            topic: topics.lane(kind, self.priority),
-            headers: headers::new_job_lean(&self.job_id, &self.options()),
-            traceparent: String::new(),
+        if self.job_id.is_empty() {
+            self.job_id = uuid::Uuid::now_v7().to_string();
+            if self.key.is_empty() {
+                self.key.clone_from(&self.job_id);
+            }
+        }
+        let route = self.route(topics, kind, None);
+        BulkRoute {
+            topic: Some(route.topic),
+            headers: Some(route.headers),
         }
     }
 
@@ -246,6 +265,12 @@ impl Registry {
         self.prepare_as(kind, body, uuid::Uuid::now_v7().to_string())
     }
 
+    /// `prepare` for a job sent in bulk: no id yet (`PreparedJob::bulk_route` explains why), so
+    /// its `ordering_key` is the caller's `key` or none.
+    pub fn prepare_bulk(&self, kind: &str, body: &[u8]) -> Result<PreparedJob, JobError> {
+        self.prepare_as(kind, body, String::new())
+    }
+
     /// `prepare` under a given job id (a follow-up's, derived from its parent's).
     pub fn prepare_as(
         &self,
@@ -304,5 +329,51 @@ impl Registry {
             priority,
             run_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::{topics::Topics, Config};
+
+    use crate::registry::Registry;
+
+    fn bulk(line: &str) -> (super::PreparedJob, super::BulkRoute) {
+        let config = Config::default();
+        let registry = Registry::load(&config).unwrap();
+        let mut job = registry.prepare_bulk("noop", line.as_bytes()).unwrap();
+        let route = job.bulk_route(&Topics::new(&config.topics), "noop");
+        (job, route)
+    }
+
+    #[test]
+    fn a_bulk_job_that_runs_now_has_no_id_no_key_and_no_headers() {
+        let (job, route) = bulk(r#"{"payload":"x"}"#);
+        assert!(job.job_id.is_empty());
+        assert_eq!(job.ordering_key(), None);
+        assert!(route.topic.is_none(), "its lane, named by the caller");
+        assert!(route.headers.is_none());
+
+        let (job, route) = bulk(r#"{"payload":"x","key":"k","priority":"low"}"#);
+        assert_eq!(job.ordering_key(), Some("k"));
+        assert!(route.headers.is_none(), "the lane says the priority");
+
+        let (_, route) = bulk(r#"{"payload":"x","expires_in":"1m"}"#);
+        let headers = route.headers.expect("the expiry");
+        assert!(sluice_core::headers::get(&headers, sluice_core::headers::EXPIRES_AT).is_some());
+    }
+
+    #[test]
+    fn a_delayed_bulk_job_gets_an_id_and_every_header_but_no_key() {
+        let (job, route) = bulk(r#"{"payload":"x","delay":"90s"}"#);
+        assert!(uuid::Uuid::parse_str(&job.job_id).is_ok(), "{}", job.job_id);
+        assert_eq!(job.ordering_key(), None);
+        assert!(route.topic.unwrap().contains("sluice.delay."));
+        let headers = route.headers.unwrap();
+        let id = sluice_core::headers::get(&headers, sluice_core::headers::JOB_ID);
+        assert_eq!(id, Some(job.job_id.as_str()));
+
+        let (job, _) = bulk(r#"{"payload":"x","delay":"90s","key":"k"}"#);
+        assert_eq!(job.ordering_key(), Some("k"));
     }
 }

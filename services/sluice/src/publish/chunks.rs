@@ -3,9 +3,12 @@
 use std::io::{self, Read};
 
 /// About this many bytes per chunk (a few thousand small jobs): big enough that handing chunks
-/// between threads costs nothing next to encoding them, small enough that the first records
-/// reach Kafka within a millisecond or two.
+/// between threads costs nothing next to encoding them.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The first chunk's size; each next one doubles up to [`CHUNK_BYTES`]. The sender waits for the
+/// first chunk to be encoded, and a whole 1 MiB of it (~10 ms) kept librdkafka idle at the start
+/// of every run.
+const FIRST_CHUNK_BYTES: usize = 32 << 10;
 
 /// Whole lines, in input order: every chunk but the last ends with `\n`.
 pub struct Chunk {
@@ -37,6 +40,8 @@ pub struct Chunker<R> {
     /// The start of a line the previous chunk did not end with.
     carry: Vec<u8>,
     seq: u64,
+    /// The size the next chunk aims at.
+    chunk_bytes: usize,
 }
 
 impl<R: Read> Chunker<R> {
@@ -45,6 +50,7 @@ impl<R: Read> Chunker<R> {
             input,
             carry: Vec::new(),
             seq: 0,
+            chunk_bytes: FIRST_CHUNK_BYTES,
         }
     }
 
@@ -52,11 +58,14 @@ impl<R: Read> Chunker<R> {
     /// chunk of its own, however long. A read that returns less than asked for (a pipe with
     /// nothing more in it yet) ends the chunk at its last whole line, so that jobs streamed in
     /// (`tail -f jobs.jsonl | sluice publish …`) are sent as they come, not once 1 MiB is there.
-    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
-        let mut bytes = std::mem::take(&mut self.carry);
+    ///
+    /// The chunk is read into `bytes`, a spare buffer (emptied first) or a new one.
+    pub fn next_chunk(&mut self, mut bytes: Vec<u8>) -> io::Result<Option<Chunk>> {
+        bytes.clear();
+        bytes.append(&mut self.carry);
         loop {
             let start = bytes.len();
-            let wanted = CHUNK_BYTES.max(start / 2);
+            let wanted = self.chunk_bytes.max(start / 2);
             bytes.resize(start + wanted, 0);
             let read = loop {
                 match self.input.read(&mut bytes[start..]) {
@@ -69,9 +78,10 @@ impl<R: Read> Chunker<R> {
                 // The end: whatever is left is the last chunk, with or without a final newline.
                 return Ok((!bytes.is_empty()).then(|| self.chunk(bytes)));
             }
-            if bytes.len() >= CHUNK_BYTES || read < wanted {
+            if bytes.len() >= self.chunk_bytes || read < wanted {
                 if let Some(end) = bytes.iter().rposition(|&b| b == b'\n') {
-                    self.carry = bytes.split_off(end + 1);
+                    self.carry.extend_from_slice(&bytes[end + 1..]);
+                    bytes.truncate(end + 1);
                     return Ok(Some(self.chunk(bytes)));
                 }
             }
@@ -81,6 +91,7 @@ impl<R: Read> Chunker<R> {
     fn chunk(&mut self, bytes: Vec<u8>) -> Chunk {
         let seq = self.seq;
         self.seq += 1;
+        self.chunk_bytes = (self.chunk_bytes * 2).min(CHUNK_BYTES);
         Chunk { seq, bytes }
     }
 }
@@ -91,7 +102,7 @@ mod tests {
 
     fn all_chunks(input: &[u8]) -> Vec<Chunk> {
         let mut chunker = Chunker::new(input);
-        std::iter::from_fn(|| chunker.next_chunk().unwrap()).collect()
+        std::iter::from_fn(|| chunker.next_chunk(Vec::new()).unwrap()).collect()
     }
 
     #[test]
@@ -136,7 +147,7 @@ mod tests {
         let mut chunker = Chunker::new(Trickle(
             [&b"a\n"[..], b"b\nc", b"c\n"].into_iter().collect(),
         ));
-        let mut next = || chunker.next_chunk().unwrap().map(|c| c.bytes);
+        let mut next = || chunker.next_chunk(Vec::new()).unwrap().map(|c| c.bytes);
         assert_eq!(
             next().as_deref(),
             Some(&b"a\n"[..]),
@@ -149,6 +160,37 @@ mod tests {
             "the split line joined"
         );
         assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn chunks_start_small_grow_to_full_size_and_reuse_a_spare_buffer() {
+        let line = format!("{}\n", "z".repeat(99));
+        let text = line.repeat(5 * CHUNK_BYTES / line.len());
+        let mut chunker = Chunker::new(text.as_bytes());
+        let mut sizes = Vec::new();
+        let mut spare = b"leftovers of an earlier chunk".to_vec();
+        let mut joined = Vec::new();
+        while let Some(chunk) = chunker.next_chunk(std::mem::take(&mut spare)).unwrap() {
+            sizes.push(chunk.bytes.len());
+            joined.extend_from_slice(&chunk.bytes);
+            spare = chunk.bytes;
+        }
+        assert_eq!(
+            joined,
+            text.as_bytes(),
+            "nothing of the spare's old content"
+        );
+        assert!(sizes[0] <= FIRST_CHUNK_BYTES, "{sizes:?}");
+        assert!(sizes.windows(2).take(5).all(|w| w[1] > w[0]), "{sizes:?}");
+        // A chunk may hold up to a line more: the part of a line the previous one left over.
+        assert!(
+            sizes.iter().all(|&n| n <= CHUNK_BYTES + line.len()),
+            "{sizes:?}"
+        );
+        assert!(
+            sizes[sizes.len() - 2] > CHUNK_BYTES - line.len(),
+            "{sizes:?}"
+        );
     }
 
     #[test]
