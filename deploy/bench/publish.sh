@@ -3,13 +3,14 @@
 # and kcat, on the same broker, records of the same value size, acks=all + idempotence for all,
 # with each compression codec; also the bytes each tool puts on the wire per record.
 #
-#   make bench-publish                 # N=100000 records per run, 3 rounds, codecs none lz4 zstd
+#   make bench-publish                 # N=100000 records per run, 5 rounds, codecs none lz4 zstd
 #   N=20000 ROUNDS=1 CODECS=none deploy/bench/publish.sh
 #   SLUICE_CONFIG=tuned.toml make bench-publish   # sluice with [kafka.properties] overrides
 #
-# Env: N (records per run, 100000), ROUNDS (3), CODECS ("none lz4 zstd"), VALUE_BYTES (target
-# record value size, 200), PAUSE (seconds between runs, 2), BOOTSTRAP (127.0.0.1:9092), CARGO
-# (cargo), KCAT (kcat; empty skips it).
+# Env: N (records per run, 100000), ROUNDS (5: sub-second runs on a shared 2-core machine swing
+# by a third from one to the next, so the medians need a few), CODECS ("none lz4 zstd"),
+# VALUE_BYTES (target record value size, 200), PAUSE (seconds between runs, 2), BOOTSTRAP
+# (127.0.0.1:9092), CARGO (cargo), KCAT (kcat; empty skips it).
 # Prints a table of medians and sluice's records/s over kcat's per codec (target >= 0.5x), and
 # writes them to deploy/bench/results/publish-<date>.md.
 set -euo pipefail
@@ -23,7 +24,7 @@ fi
 cd "$REPO"
 
 N="${N:-100000}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 VALUE_BYTES="${VALUE_BYTES:-200}"
 PAUSE="${PAUSE:-2}"
 BOOTSTRAP="${BOOTSTRAP:-127.0.0.1:9092}"
