@@ -189,6 +189,7 @@ async fn topics_ensure_creates_what_is_missing_and_is_idempotent() {
     let mut env = TestEnv::new().await;
     // A fresh prefix whose topics TestEnv did not create.
     env.config.topics.prefix = format!("fresh-{}.", env.id);
+    env.delete_topics_on_drop();
     let first = sluice(&env, &["topics", "ensure"]);
     let first = String::from_utf8_lossy(&first.stdout).into_owned();
     assert!(

@@ -167,17 +167,25 @@ pub fn publish(
     progress.set_length(tally.sent);
 
     // Wait on the queue first: flush() alone always sleeps out a whole poll interval (100 ms),
-    // a visible share of a sub-second run. Once the queue is empty every delivery report has
-    // been handled, so `failures` is final.
+    // a visible share of a sub-second run. The queue's length counts undelivered records,
+    // unserved delivery reports and librdkafka's own requests (so it may exceed `sent`); once
+    // it is empty every failure has been counted.
     let deadline = Instant::now() + DELIVERY_TIMEOUT + Duration::from_secs(10);
     while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        progress.set_position(tally.sent - producer.in_flight_count().max(0) as u64);
+        let queued = producer.in_flight_count().max(0) as u64;
+        progress.set_position(tally.sent.saturating_sub(queued));
         wait_for_deliveries(&producer, &mut startup);
     }
+    // Succeeds once no record is left undelivered, whatever requests are still out; it does not
+    // serve the reports of the last failures, so one more poll does.
     let flushed = producer.flush(Timeout::After(Duration::from_secs(10)));
+    producer.poll(Duration::ZERO);
     let elapsed = started.elapsed();
     // Anything handed over but neither acknowledged nor failed by now is counted as failed.
-    let unconfirmed = producer.in_flight_count().max(0) as u64;
+    let unconfirmed = match flushed {
+        Ok(()) => 0,
+        Err(_) => producer.in_flight_count().max(0) as u64,
+    };
     let failed_deliveries = failures.0.load(Ordering::Relaxed) + unconfirmed;
     let acknowledged = tally.sent.saturating_sub(failed_deliveries);
     let failed = failed_deliveries + tally.invalid;
