@@ -278,6 +278,15 @@ pub struct SocialConfig {
     /// How long a merged feed read is cached. Default 30 s; 0 turns the cache off.
     #[serde(with = "humantime_serde")]
     pub feed_cache_ttl: Duration,
+    /// Follower feeds the fanout keeps in memory, across the authors with more than two
+    /// batches of followers, so their next post needs no SSCAN of the follower set: about 70
+    /// bytes each. Default 500 000; 0 turns the cache off. A cached list is used only while the
+    /// author's follow-change version and follower count in Redis still match it.
+    pub follower_cache_followers: usize,
+    /// How long a cached follower list may be used: the bound on staleness after a follower
+    /// set is edited in Redis by hand without changing its size. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub follower_cache_ttl: Duration,
     /// Longest post text, in characters. Default 5000.
     pub max_post_chars: usize,
     /// Where the fanout role serves `/metrics` and `/healthz`. Default `127.0.0.1:9102`.
@@ -294,6 +303,8 @@ impl Default for SocialConfig {
             batch_size: 125,
             batch_pause: Duration::ZERO,
             feed_cache_ttl: Duration::from_secs(30),
+            follower_cache_followers: 500_000,
+            follower_cache_ttl: Duration::from_secs(300),
             max_post_chars: 5000,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
         }

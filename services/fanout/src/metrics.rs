@@ -8,6 +8,7 @@ pub struct FanoutMetrics {
     pub registry: Registry,
     pub posts: IntCounterVec,
     pub deliveries: IntCounter,
+    pub follower_lists: IntCounterVec,
     pub duration_seconds: Histogram,
     pub follow_changes: IntCounterVec,
     pub follow_batches: IntCounter,
@@ -30,6 +31,17 @@ impl FanoutMetrics {
             deliveries: register(
                 &registry,
                 IntCounter::new("sluice_fanout_deliveries_total", "Feed entries written by push fan-out.").unwrap(),
+            ),
+            follower_lists: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_fanout_follower_lists_total",
+                        "Follower lists read for a push, by source: cache (the fanout's memory, still current) or redis (SSCAN).",
+                    ),
+                    &["source"],
+                )
+                .unwrap(),
             ),
             duration_seconds: register(
                 &registry,

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use sluice_feed::{
     events::{FollowChanged, PostCreated},
-    graph::Graph,
+    graph::{Graph, Mode},
 };
 
 use crate::metrics::FanoutMetrics;
@@ -249,9 +249,20 @@ impl Processor {
     }
 
     async fn apply_post(&self, post: &PostCreated) -> redis::RedisResult<()> {
-        let (mode, delivered) = self.graph.apply_post(post).await?;
+        let (mode, delivery) = self.graph.apply_post(post).await?;
         self.metrics.posts.with_label_values(&[mode.as_str()]).inc();
-        self.metrics.deliveries.inc_by(delivered);
+        if mode == Mode::Push {
+            let source = if delivery.cached_followers {
+                "cache"
+            } else {
+                "redis"
+            };
+            self.metrics
+                .follower_lists
+                .with_label_values(&[source])
+                .inc();
+        }
+        self.metrics.deliveries.inc_by(delivery.feeds);
         let seconds = (now_millis() - post.created_at).max(0) as f64 / 1000.0;
         self.metrics.duration_seconds.observe(seconds);
         Ok(())

@@ -82,7 +82,11 @@ impl Graph {
             }
         }
 
-        // Round trip 2: each followee's follower count, and which were pulled on read.
+        // Round trip 2: each followee's follower count, and which were pulled on read; and each
+        // followee's follower version bumped, only now that the sets are written (on a cluster
+        // they are in other slots), and before the backfills below read the followee's posts:
+        // a post that fanned out from a follower list cached before this bump was listed before
+        // it, so the backfill copies it.
         let modes = self.modes(&followees).await?;
 
         // Round trip 3: the posts each followee's changes need: the recent ones to backfill a
@@ -153,7 +157,8 @@ impl Graph {
         Ok(applied)
     }
 
-    /// Follower counts after the batch and celebrity flags before it.
+    /// Follower counts after the batch and celebrity flags before it; bumps each followee's
+    /// follower version on the way.
     async fn modes<'a>(&self, followees: &[&'a str]) -> RedisResult<HashMap<&'a str, Mode>> {
         let mut queries: Vec<(String, Cmd)> = followees
             .iter()
@@ -164,6 +169,12 @@ impl Graph {
                 (key, scard)
             })
             .collect();
+        for followee in followees {
+            let key = self.followers_version_key(followee);
+            let mut bump = redis::cmd("INCR");
+            bump.arg(&key);
+            queries.push((key, bump));
+        }
         let mut flags = redis::cmd("SMISMEMBER");
         flags.arg(self.celebrities_key()).arg(followees);
         queries.push((self.celebrities_key(), flags));
@@ -229,11 +240,13 @@ impl Graph {
             let recent = self
                 .recent_entries(followee, self.config().feed_cap)
                 .await?;
+            let stamp = self.follower_stamp(followee).await?;
             let copied = self
-                .for_each_follower_batch(followee, |feeds| {
+                .for_each_follower_batch(followee, stamp, |feeds| {
                     self.push_entries(feeds, &recent, Trim::Every)
                 })
-                .await?;
+                .await?
+                .feeds;
             let _: () = redis.srem(self.celebrities_key(), followee).await?;
             let copied_already: HashSet<&str> = recent.iter().map(|(_, m)| m.as_str()).collect();
             let late: Vec<(i64, String)> = self
@@ -243,7 +256,8 @@ impl Graph {
                 .filter(|(_, member)| !copied_already.contains(member.as_str()))
                 .collect();
             if !late.is_empty() {
-                self.for_each_follower_batch(followee, |feeds| {
+                let stamp = self.follower_stamp(followee).await?;
+                self.for_each_follower_batch(followee, stamp, |feeds| {
                     self.push_entries(feeds, &late, Trim::Every)
                 })
                 .await?;

@@ -6,6 +6,7 @@
 //! docs/architecture.md §8 has the whole model.
 
 pub mod events;
+pub mod follower_cache;
 pub mod follows;
 pub mod graph;
 pub mod read;

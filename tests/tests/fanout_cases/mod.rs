@@ -642,3 +642,101 @@ async fn a_post_whose_body_is_gone_is_skipped_not_an_error() {
     api.stop().await;
     fanout.stop().await;
 }
+
+/// Whether each of `users`' feeds holds `post`.
+async fn feeds_holding(
+    redis: &sluice_core::redis_conn::RedisConn,
+    graph: &sluice_feed::graph::Graph,
+    users: &[String],
+    post: &PostCreated,
+) -> Vec<bool> {
+    let member = sluice_feed::graph::feed_member(&post.post_id, &post.author_id);
+    let mut held = Vec::with_capacity(users.len());
+    for user in users {
+        let score: Option<f64> = redis
+            .clone()
+            .zscore(graph.feed_key(user), &member)
+            .await
+            .unwrap();
+        held.push(score.is_some());
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_follower_list_is_used_only_while_the_set_is_unchanged() {
+    // Two batches of 10 per page: lists of more than 40 followers are cached.
+    let env = env_with(|c| c.social.batch_size = 10).await;
+    let redis = env.redis().await;
+    // Two fanout instances (each its own cache) and the follow path, all on one Redis.
+    let (fanout_a, fanout_b) = (env.graph().await, env.graph().await);
+    let follow = |follower: &str, action| FollowChanged::new(follower, "host", action).unwrap();
+    let followers: Vec<String> = (0..60).map(|i| format!("guest-{i}")).collect();
+    let changes: Vec<_> = followers
+        .iter()
+        .map(|f| follow(f, FollowAction::Follow))
+        .collect();
+    fanout_b.apply_follows(&changes).await.unwrap();
+    let post = |text: &str| PostCreated::new("host", text, &env.config.social).unwrap();
+
+    let first = post("read from Redis");
+    let (_, delivery) = fanout_a.apply_post(&first).await.unwrap();
+    assert_eq!((delivery.feeds, delivery.cached_followers), (60, false));
+    let second = post("read from the cache");
+    let (_, delivery) = fanout_a.apply_post(&second).await.unwrap();
+    assert_eq!((delivery.feeds, delivery.cached_followers), (60, true));
+    assert!(feeds_holding(&redis, &fanout_a, &followers, &second)
+        .await
+        .iter()
+        .all(|held| *held));
+
+    // Another instance applies a follow and an unfollow (the count stays 60): the cached list
+    // is stale, and the version bump says so.
+    fanout_b
+        .apply_follows(&[
+            follow("newcomer", FollowAction::Follow),
+            follow("guest-0", FollowAction::Unfollow),
+        ])
+        .await
+        .unwrap();
+    let third = post("after a follow and an unfollow elsewhere");
+    let (_, delivery) = fanout_a.apply_post(&third).await.unwrap();
+    assert_eq!((delivery.feeds, delivery.cached_followers), (60, false));
+    let users = ["newcomer".to_owned(), "guest-0".to_owned()];
+    assert_eq!(
+        feeds_holding(&redis, &fanout_a, &users, &third).await,
+        [true, false]
+    );
+
+    // A set edited by hand, without the follow path's version bump: the count gives it away.
+    let _: () = redis
+        .clone()
+        .sadd(fanout_a.followers_key("host"), "by-hand")
+        .await
+        .unwrap();
+    let fourth = post("after an edit by hand");
+    let (_, delivery) = fanout_a.apply_post(&fourth).await.unwrap();
+    assert_eq!((delivery.feeds, delivery.cached_followers), (61, false));
+    assert_eq!(
+        feeds_holding(&redis, &fanout_a, &["by-hand".to_owned()], &fourth).await,
+        [true]
+    );
+
+    // With the cache off, the list is written a page at a time as SSCAN reads it.
+    let uncached = {
+        let mut social = env.config.social.clone();
+        social.follower_cache_followers = 0;
+        sluice_feed::graph::Graph::new(redis.clone(), &env.config.redis.key_prefix, &social)
+    };
+    let fifth = post("never cached");
+    for _ in 0..2 {
+        let (_, delivery) = uncached.apply_post(&fifth).await.unwrap();
+        assert_eq!((delivery.feeds, delivery.cached_followers), (61, false));
+    }
+    let mut everyone = followers[1..].to_vec();
+    everyone.extend(["newcomer".to_owned(), "by-hand".to_owned()]);
+    assert!(feeds_holding(&redis, &uncached, &everyone, &fifth)
+        .await
+        .iter()
+        .all(|held| *held));
+}
