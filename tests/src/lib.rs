@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod receiver;
 pub mod redis_cluster;
 pub mod s3;
+pub mod stuck_after_panic;
 
 pub use redis_cluster::REDIS_CLUSTER_URL;
 
@@ -90,6 +91,7 @@ impl TestEnv {
 
     /// A test environment whose configuration `adjust` changes before its topics are created.
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
+        stuck_after_panic::install();
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let mut config = Config::default();
         config.topics.prefix = format!("test-{id}.");
