@@ -79,11 +79,6 @@ impl RedisConn {
         matches!(self, RedisConn::Cluster(_))
     }
 
-    /// Groups keys so each group may share one pipeline, transaction or script call.
-    pub fn slot_groups<K: AsRef<str>>(&self, keys: impl IntoIterator<Item = K>) -> SlotGroups<K> {
-        SlotGroups::new(self.is_cluster(), keys, |key| slot_of(key.as_ref()))
-    }
-
     /// Sends commands that each touch a single key: one pipeline on a single Redis, one pipeline
     /// per hash slot on a cluster, all in flight at once. Answers come back in command order.
     pub async fn pipeline_by_key(&self, commands: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {

@@ -67,7 +67,7 @@ impl FollowerCache {
 
     /// Caches the author's follower feeds as read under `stamp`, making room by dropping the
     /// least recently used lists. A list bigger than the whole cache is not kept.
-    pub fn put(&self, author: &str, stamp: Stamp, feeds: Vec<String>) {
+    pub fn put(&self, author: &str, stamp: Stamp, feeds: Arc<[String]>) {
         if feeds.len() > self.capacity || self.ttl.is_zero() {
             return;
         }
@@ -94,7 +94,7 @@ impl FollowerCache {
             author.to_owned(),
             Entry {
                 stamp,
-                feeds: feeds.into(),
+                feeds,
                 loaded: Instant::now(),
                 last_used,
             },
@@ -111,7 +111,7 @@ impl FollowerCache {
 mod tests {
     use super::*;
 
-    fn feeds(n: usize) -> Vec<String> {
+    fn feeds(n: usize) -> Arc<[String]> {
         (0..n).map(|i| format!("feed:{i}")).collect()
     }
 

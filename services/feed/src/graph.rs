@@ -265,7 +265,7 @@ impl Graph {
     /// feeds written.
     pub(crate) async fn push_entries(
         &self,
-        feeds: Vec<String>,
+        feeds: std::sync::Arc<[String]>,
         entries: &[(i64, String)],
         trim: Trim<'_>,
     ) -> RedisResult<u64> {
@@ -274,19 +274,23 @@ impl Graph {
         }
         let script = Script::new(PUSH_TO_FEEDS);
         let batch_size = self.config.batch_size.max(1);
-        let calls: Vec<Vec<String>> = self
-            .redis
-            .slot_groups(feeds)
-            .groups
-            .into_iter()
-            .flat_map(|group| {
-                let mut group = group.into_iter().peekable();
-                std::iter::from_fn(move || {
-                    group.peek()?;
-                    Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
-                })
+        // Indices into `feeds`, not references: a stream of closures over borrowed keys is not
+        // `Send` to the compiler's satisfaction.
+        let calls: Vec<Vec<usize>> = sluice_core::redis_conn::SlotGroups::new(
+            self.redis.is_cluster(),
+            0..feeds.len(),
+            |&i| sluice_core::redis_conn::slot_of(&feeds[i]),
+        )
+        .groups
+        .into_iter()
+        .flat_map(|group| {
+            let mut group = group.into_iter().peekable();
+            std::iter::from_fn(move || {
+                group.peek()?;
+                Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
             })
-            .collect();
+        })
+        .collect();
         let written = futures::stream::iter(calls)
             .map(|keys| {
                 // The script trims the first `trimmed` keys.
@@ -298,15 +302,15 @@ impl Graph {
                     Trim::Sampled(post_id) => {
                         let (mut picked, rest): (Vec<_>, Vec<_>) = keys
                             .into_iter()
-                            .partition(|feed| trims_on_push(post_id, feed));
+                            .partition(|&i| trims_on_push(post_id, &feeds[i]));
                         let trimmed = picked.len();
                         picked.extend(rest);
                         (picked, trimmed)
                     }
                 };
                 let mut invocation = script.prepare_invoke();
-                for key in &keys {
-                    invocation.key(key);
+                for &i in &keys {
+                    invocation.key(&feeds[i]);
                 }
                 invocation.arg(self.config.feed_cap).arg(trimmed);
                 for (score, member) in entries {
@@ -366,12 +370,12 @@ impl Graph {
         write: F,
     ) -> RedisResult<Delivery>
     where
-        F: Fn(Vec<String>) -> Fut,
+        F: Fn(std::sync::Arc<[String]>) -> Fut,
         Fut: std::future::Future<Output = RedisResult<u64>> + 'a,
     {
         if let Some(feeds) = self.follower_cache.get(author, stamp) {
             return Ok(Delivery {
-                feeds: write(feeds.to_vec()).await?,
+                feeds: write(feeds).await?,
                 cached_followers: true,
             });
         }
@@ -386,10 +390,11 @@ impl Graph {
         }
         let mut feeds = Vec::with_capacity(stamp.followers as usize);
         self.for_each_follower_page(author, LOAD_PAGE.max(page_size), |page| {
-            feeds.extend(page);
+            feeds.extend(page.iter().cloned());
             std::future::ready(Ok(0))
         })
         .await?;
+        let feeds: std::sync::Arc<[String]> = feeds.into();
         if feeds.len() > 2 * page_size {
             self.follower_cache.put(author, stamp, feeds.clone());
         }
@@ -406,7 +411,7 @@ impl Graph {
         mut write: F,
     ) -> RedisResult<u64>
     where
-        F: FnMut(Vec<String>) -> Fut,
+        F: FnMut(std::sync::Arc<[String]>) -> Fut,
         Fut: std::future::Future<Output = RedisResult<u64>> + 'a,
     {
         let key = self.followers_key(author);
@@ -430,7 +435,8 @@ impl Graph {
         let (mut cursor, mut followers) = scan(0).await?;
         let mut written = 0;
         loop {
-            let feeds: Vec<String> = followers.iter().map(|f| self.feed_key(f)).collect();
+            let feeds: std::sync::Arc<[String]> =
+                followers.iter().map(|f| self.feed_key(f)).collect();
             writing.push(write(feeds));
             if cursor == 0 {
                 break;
