@@ -442,3 +442,72 @@ async fn a_disabled_endpoint_is_kept_in_the_cluster_and_listed_by_the_cli() {
     .await;
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_grouped_by_node_land_on_their_masters_even_with_a_stale_slot_map() {
+    use sluice_core::redis_conn::{connect, slot_of, RedisConn};
+    const KEYS: usize = 300;
+    let env = TestEnv::on_redis_cluster().await;
+    let prefix = format!("{}bynode:", env.config.redis.key_prefix);
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("{prefix}{i}")).collect();
+    let conn = connect(&env.config.redis).await.unwrap();
+    let RedisConn::Cluster(_, owners) = &conn else {
+        panic!("redis.url names the cluster")
+    };
+    let sets = |value: &str, group: &[usize]| -> Vec<(String, redis::Cmd)> {
+        group
+            .iter()
+            .map(|&i| {
+                let mut set = redis::cmd("SET");
+                set.arg(&keys[i]).arg(value);
+                (keys[i].clone(), set)
+            })
+            .collect()
+    };
+
+    // With the cluster's own map: one group per master, each sent as one pipeline that its
+    // node takes whole (a refusal would have made the connection forget the map).
+    let groups = conn
+        .node_groups(0..KEYS, |&i| slot_of(&keys[i]))
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 3, "300 keys spread over the three masters");
+    for group in &groups {
+        conn.pipeline_on_node(sets("first", group)).await.unwrap();
+        assert!(
+            owners.fresh().is_some(),
+            "no command of a node's group was refused"
+        );
+    }
+    let mut per_node: Vec<usize> = keys_per_node(&prefix).await;
+    let mut sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    per_node.sort_unstable();
+    sizes.sort_unstable();
+    assert_eq!(per_node, sizes, "each group's keys live on one master");
+
+    // A map that says one master serves every slot (as after a resharding it missed): the one
+    // pipeline is refused in part, sent again by slot, and the map is read again next time.
+    owners.store(vec![0u16; 16_384].into());
+    let groups = conn
+        .node_groups(0..KEYS, |&i| slot_of(&keys[i]))
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    conn.pipeline_on_node(sets("second", &groups[0]))
+        .await
+        .unwrap();
+    assert!(owners.fresh().is_none(), "the stale map was dropped");
+    let mut reader = conn.clone();
+    for key in &keys {
+        let value: String = reader.get(key).await.unwrap();
+        assert_eq!(value, "second", "{key}");
+    }
+    assert_eq!(
+        conn.node_groups(0..KEYS, |&i| slot_of(&keys[i]))
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "the map read again"
+    );
+}

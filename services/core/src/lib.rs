@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod redact;
 pub mod redis_conn;
+pub mod redis_slot_owners;
 pub mod replication;
 pub mod retry;
 pub mod schedules;

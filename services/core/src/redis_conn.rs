@@ -1,21 +1,27 @@
 //! One connection type for a single Redis and for a Redis Cluster, and the one rule that differs
 //! between them: a cluster refuses a pipeline, transaction or script whose keys hash to different
-//! slots. Code that writes many keys at once groups them with [`SlotGroups`]: one group on a
-//! single Redis (one round trip), one group per hash slot on a cluster (sent all at once).
+//! slots (redis-rs refuses such a pipeline before sending it). Code that writes many keys at
+//! once groups them with [`SlotGroups`]: one group on a single Redis (one round trip), one group
+//! per hash slot on a cluster (sent all at once). Single-key commands to keys in thousands of
+//! slots (a post's push) go by master instead: [`RedisConn::node_groups`] and
+//! [`RedisConn::pipeline_on_node`].
 //!
 //! `redis.url` chooses: `redis://host:port` is a single Redis, `redis+cluster://h1:p1,h2:p2,…`
 //! lists seed nodes of a cluster (any reachable one is enough; the rest of the topology is
 //! discovered and followed through MOVED/ASK redirections and failovers).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
+    cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr},
     Cmd, Pipeline, RedisFuture, RedisResult, Value,
 };
 
 use crate::config::RedisConfig;
+use crate::redis_slot_owners::{parse_cluster_slots, SlotOwners, NO_NODE};
 
 /// The URL scheme that names a Redis Cluster's seed nodes.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
@@ -25,7 +31,8 @@ pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// With the slot owners last read, shared by clones (see [`RedisConn::node_groups`]).
+    Cluster(ClusterConnection, Arc<SlotOwners>),
 }
 
 /// The seed nodes of a `redis+cluster://` URL, as `redis://` URLs; `None` for a single Redis.
@@ -60,7 +67,10 @@ pub async fn connect(config: &RedisConfig) -> RedisResult<RedisConn> {
             .retries(3)
             .max_retry_wait(1000)
             .build()?;
-        return Ok(RedisConn::Cluster(client.get_async_connection().await?));
+        return Ok(RedisConn::Cluster(
+            client.get_async_connection().await?,
+            Arc::default(),
+        ));
     }
     let client = redis::Client::open(config.url.as_str())?;
     let settings = redis::aio::ConnectionManagerConfig::new()
@@ -76,7 +86,7 @@ pub async fn connect(config: &RedisConfig) -> RedisResult<RedisConn> {
 
 impl RedisConn {
     pub fn is_cluster(&self) -> bool {
-        matches!(self, RedisConn::Cluster(_))
+        matches!(self, RedisConn::Cluster(..))
     }
 
     /// Sends commands that each touch a single key: one pipeline on a single Redis, one pipeline
@@ -109,6 +119,72 @@ impl RedisConn {
             }
         }
         Ok(ordered)
+    }
+}
+
+impl RedisConn {
+    /// Groups items by the node that serves their keys (`slot` gives an item's [`slot_of`]): one group on a single Redis, one per
+    /// master on a cluster, by the slot owners `CLUSTER SLOTS` gave at most seconds ago (items
+    /// whose slot no master served then form their own group). Order within a group is the
+    /// order the items were given in.
+    pub async fn node_groups<K>(
+        &self,
+        items: impl IntoIterator<Item = K>,
+        slot: impl Fn(&K) -> u16,
+    ) -> RedisResult<Vec<Vec<K>>> {
+        let RedisConn::Cluster(conn, owners) = self else {
+            return Ok(SlotGroups::new(false, items, |_| 0).groups);
+        };
+        let map = match owners.fresh() {
+            Some(map) => map,
+            None => {
+                let reply = conn
+                    .clone()
+                    .req_packed_command(&redis::cmd("CLUSTER").arg("SLOTS").clone())
+                    .await?;
+                let map = parse_cluster_slots(&reply)?;
+                owners.store(map.clone());
+                map
+            }
+        };
+        let mut by_node: HashMap<u16, Vec<K>> = HashMap::new();
+        for item in items {
+            let node = map.get(slot(&item) as usize).copied().unwrap_or(NO_NODE);
+            by_node.entry(node).or_default().push(item);
+        }
+        Ok(by_node.into_values().collect())
+    }
+
+    /// Sends commands that each touch a single key, all of whose keys one node serves (part of
+    /// a group from [`RedisConn::node_groups`]), as one pipeline. On a cluster, if the node
+    /// refuses any of them (slots moved, a failover), the slot owners are read again next time
+    /// and all of them are sent again through [`RedisConn::pipeline_by_key`], which follows
+    /// redirections: so each command must be safe to apply twice.
+    pub async fn pipeline_on_node(&self, commands: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {
+        let RedisConn::Cluster(conn, owners) = self else {
+            return self.pipeline_by_key(commands).await;
+        };
+        let Some((first_key, _)) = commands.first() else {
+            return Ok(Vec::new());
+        };
+        let node =
+            SingleNodeRoutingInfo::SpecificNode(Route::new(slot_of(first_key), SlotAddr::Master));
+        let mut pipe = Pipeline::with_capacity(commands.len());
+        for (_, cmd) in &commands {
+            pipe.add_command(cmd.clone());
+        }
+        match conn
+            .clone()
+            .route_pipeline(&pipe, 0, commands.len(), node)
+            .await
+        {
+            Ok(values) => Ok(values),
+            Err(error) => {
+                tracing::debug!(%error, "a node refused part of a pipeline; sending it again by slot");
+                owners.forget();
+                self.pipeline_by_key(commands).await
+            }
+        }
     }
 }
 
@@ -165,7 +241,7 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConn::Single(conn) => conn.req_packed_command(cmd),
-            RedisConn::Cluster(conn) => conn.req_packed_command(cmd),
+            RedisConn::Cluster(conn, _) => conn.req_packed_command(cmd),
         }
     }
 
@@ -177,14 +253,14 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            RedisConn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(conn, _) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             RedisConn::Single(conn) => conn.get_db(),
-            RedisConn::Cluster(conn) => conn.get_db(),
+            RedisConn::Cluster(conn, _) => conn.get_db(),
         }
     }
 }

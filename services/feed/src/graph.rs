@@ -76,9 +76,13 @@ pub(crate) enum Trim<'a> {
     Sampled(&'a str),
 }
 
-/// Push scripts in flight at once, across every post this process fans out: two hide the round
-/// trip between scripts, and a feed read waits behind at most two scripts (~1 ms each) per
-/// round trip, however many posts are being fanned out.
+/// Push scripts in flight at once, across every post this process fans out, counted in full
+/// batches of feeds: two hide the round trip between scripts, and a feed read waits behind at
+/// most two scripts (~1 ms each) per round trip, however many posts are being fanned out. On a
+/// Redis Cluster a script holds the feeds of one hash slot, mostly one or two of a post's
+/// followers, so the same number of feeds is in flight as many small scripts, spread over the
+/// nodes: counted in scripts, the round trips of thousands of them would add up, one after the
+/// other.
 const PUSHES_IN_FLIGHT: usize = 2;
 
 /// Pages of followers being written at once by one push: enough that the next page's scripts
@@ -117,7 +121,8 @@ impl Mode {
 #[derive(Clone)]
 pub struct Graph {
     redis: RedisConn,
-    /// Shared by clones: the in-flight limit is per process, not per post.
+    /// One permit per feed being written, `PUSHES_IN_FLIGHT` batches' worth. Shared by clones:
+    /// the in-flight limit is per process, not per post.
     push_permits: std::sync::Arc<tokio::sync::Semaphore>,
     /// Shared by clones, like the permits.
     follower_cache: std::sync::Arc<FollowerCache>,
@@ -131,7 +136,7 @@ impl Graph {
             redis,
             prefix: format!("{key_prefix}social:"),
             config: config.clone(),
-            push_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(PUSHES_IN_FLIGHT)),
+            push_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(feeds_in_flight(config))),
             follower_cache: std::sync::Arc::new(FollowerCache::new(
                 config.follower_cache_followers,
                 config.follower_cache_ttl,
@@ -260,9 +265,12 @@ impl Graph {
             .collect())
     }
 
-    /// Adds `entries` to every feed in `feeds`, trimming those `trim` says to the cap: one script
-    /// call per `batch_size` feeds of one hash slot, a few calls in flight at once. Returns the
-    /// feeds written.
+    /// Adds `entries` to every feed in `feeds`, trimming those `trim` says to the cap,
+    /// `batch_size` feeds per round trip, a few round trips in flight at once. On a single Redis
+    /// a round trip is one script call. On a cluster, where a script's keys must share a hash
+    /// slot (a post's followers spread over thousands), it is one pipeline of plain commands to
+    /// one master: ZADD, and for a feed to trim ZREMRANGEBYRANK, a no-op on a feed within the
+    /// cap. Returns the feeds written.
     pub(crate) async fn push_entries(
         &self,
         feeds: std::sync::Arc<[String]>,
@@ -274,67 +282,113 @@ impl Graph {
         }
         let script = Script::new(PUSH_TO_FEEDS);
         let batch_size = self.config.batch_size.max(1);
+        let cluster = self.redis.is_cluster();
+        let trims = |i: usize| match trim {
+            Trim::Every => true,
+            Trim::Sampled(post_id) => trims_on_push(post_id, &feeds[i]),
+        };
         // Indices into `feeds`, not references: a stream of closures over borrowed keys is not
         // `Send` to the compiler's satisfaction.
-        let calls: Vec<Vec<usize>> = sluice_core::redis_conn::SlotGroups::new(
-            self.redis.is_cluster(),
-            0..feeds.len(),
-            |&i| sluice_core::redis_conn::slot_of(&feeds[i]),
-        )
-        .groups
-        .into_iter()
-        .flat_map(|group| {
-            let mut group = group.into_iter().peekable();
-            std::iter::from_fn(move || {
-                group.peek()?;
-                Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
+        let groups = self
+            .redis
+            .node_groups(0..feeds.len(), |&i| {
+                sluice_core::redis_conn::slot_of(&feeds[i])
             })
-        })
-        .collect();
+            .await?;
+        // The nodes of a cluster write side by side: each call takes its node's share of the
+        // permits, so every node has about what a single Redis would in flight.
+        let nodes = groups.len().max(1);
+        let calls: Vec<Vec<usize>> = groups
+            .into_iter()
+            .flat_map(|group| {
+                let mut group = group.into_iter().peekable();
+                std::iter::from_fn(move || {
+                    group.peek()?;
+                    Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
+                })
+            })
+            .collect();
         let written = futures::stream::iter(calls)
             .map(|keys| {
-                // The script trims the first `trimmed` keys.
-                let (keys, trimmed) = match trim {
-                    Trim::Every => {
-                        let all = keys.len();
-                        (keys, all)
+                let feeds_in_call = keys.len();
+                let (invocation, commands) = if cluster {
+                    (None, Some(self.feed_writes(&feeds, &keys, entries, trims)))
+                } else {
+                    // The script trims the first `trimmed` keys.
+                    let (mut picked, rest): (Vec<_>, Vec<_>) =
+                        keys.into_iter().partition(|&i| trims(i));
+                    let trimmed = picked.len();
+                    picked.extend(rest);
+                    let mut invocation = script.prepare_invoke();
+                    for &i in &picked {
+                        invocation.key(&feeds[i]);
                     }
-                    Trim::Sampled(post_id) => {
-                        let (mut picked, rest): (Vec<_>, Vec<_>) = keys
-                            .into_iter()
-                            .partition(|&i| trims_on_push(post_id, &feeds[i]));
-                        let trimmed = picked.len();
-                        picked.extend(rest);
-                        (picked, trimmed)
+                    invocation.arg(self.config.feed_cap).arg(trimmed);
+                    for (score, member) in entries {
+                        invocation.arg(*score).arg(member);
                     }
+                    (Some(invocation), None)
                 };
-                let mut invocation = script.prepare_invoke();
-                for &i in &keys {
-                    invocation.key(&feeds[i]);
-                }
-                invocation.arg(self.config.feed_cap).arg(trimmed);
-                for (score, member) in entries {
-                    invocation.arg(*score).arg(member);
-                }
                 let mut redis = self.redis.clone();
                 let permits = self.push_permits.clone();
+                // At most `batch_size` feeds: never more than there are permits.
+                let share = if cluster {
+                    feeds_in_call.div_ceil(nodes)
+                } else {
+                    feeds_in_call
+                };
                 async move {
-                    let _permit = permits.acquire_owned().await.expect("never closed");
-                    let written = invocation.invoke_async::<u64>(&mut redis).await?;
+                    let _permits = permits
+                        .acquire_many_owned(share as u32)
+                        .await
+                        .expect("never closed");
+                    if let Some(invocation) = invocation {
+                        invocation.invoke_async::<u64>(&mut redis).await?;
+                    }
+                    if let Some(commands) = commands {
+                        redis.pipeline_on_node(commands).await?;
+                    }
                     if !self.config.batch_pause.is_zero() {
                         tokio::time::sleep(self.config.batch_pause).await;
                     }
-                    Ok::<u64, redis::RedisError>(written)
+                    Ok::<u64, redis::RedisError>(feeds_in_call as u64)
                 }
             })
             .buffer_unordered(if self.config.batch_pause.is_zero() {
-                PUSHES_IN_FLIGHT
+                feeds_in_flight(&self.config)
             } else {
                 1
             })
             .try_fold(0u64, |total, written| async move { Ok(total + written) })
             .await?;
         Ok(written)
+    }
+
+    /// The plain commands that push `entries` to the feeds at `keys` and trim those `trims`
+    /// picks: every one idempotent, as a cluster may send them twice.
+    fn feed_writes(
+        &self,
+        feeds: &[String],
+        keys: &[usize],
+        entries: &[(i64, String)],
+        trims: impl Fn(usize) -> bool,
+    ) -> Vec<(String, redis::Cmd)> {
+        let mut commands = Vec::with_capacity(keys.len() + keys.len() / 8);
+        for &i in keys {
+            let feed = &feeds[i];
+            let mut add = redis::cmd("ZADD");
+            add.arg(feed);
+            for (score, member) in entries {
+                add.arg(*score).arg(member);
+            }
+            commands.push((feed.clone(), add));
+            if trims(i) {
+                let mut cut = redis::cmd("ZREMRANGEBYRANK");
+                cut.arg(feed).arg(0).arg(-(self.config.feed_cap as i64) - 1);
+                commands.push((feed.clone(), cut));
+            }
+        }
+        commands
     }
 
     /// The queries for an author's [`Stamp`] (version, then follower count), keyed for
@@ -459,6 +513,11 @@ impl Graph {
         }
         Ok(written)
     }
+}
+
+/// Feeds being written at once by one fanout process (the push permits).
+fn feeds_in_flight(config: &SocialConfig) -> usize {
+    config.batch_size.max(1) * PUSHES_IN_FLIGHT
 }
 
 /// Reads the answers of [`Graph::stamp_queries`]; an author never followed through the follow
