@@ -139,11 +139,8 @@ impl TestEnv {
     }
 
     pub async fn ensure_topics(&self) {
+        self.delete_topics_on_drop();
         let specs = self.registry().topic_specs(&self.config);
-        self.created
-            .lock()
-            .unwrap()
-            .extend(specs.iter().map(|spec| spec.name.clone()));
         sluice_core::topic_setup::ensure_topics(&self.config.kafka, &self.config.topics, &specs)
             .await
             .expect("topics are created on the test broker (is `make env-up` running?)");

@@ -341,20 +341,23 @@ impl Startup {
             return;
         }
         let in_flight = producer.in_flight_count();
-        if in_flight < self.in_flight {
-            self.delivered_any = true;
-        } else if in_flight > self.in_flight || self.since.is_none() {
-            self.in_flight = in_flight;
-            self.since = Some(Instant::now());
-        } else if self
-            .since
-            .is_some_and(|t| t.elapsed() >= STARTUP_NUDGE_AFTER)
-        {
-            // Only the answer's side effect matters; a real outage shows up as failed deliveries.
-            let _ = producer
-                .client()
-                .fetch_metadata(Some(&self.topic), Duration::from_secs(1));
-            self.since = Some(Instant::now());
+        match self.since {
+            _ if in_flight < self.in_flight => self.delivered_any = true,
+            Some(since) if in_flight == self.in_flight => {
+                if since.elapsed() >= STARTUP_NUDGE_AFTER {
+                    // Only the answer's side effect matters; a real outage shows up as failed
+                    // deliveries.
+                    let _ = producer
+                        .client()
+                        .fetch_metadata(Some(&self.topic), Duration::from_secs(1));
+                    self.since = Some(Instant::now());
+                }
+            }
+            // More in flight than last seen, or the first look: the wait starts now.
+            _ => {
+                self.in_flight = in_flight;
+                self.since = Some(Instant::now());
+            }
         }
     }
 }
