@@ -76,13 +76,10 @@ pub(crate) enum Trim<'a> {
     Sampled(&'a str),
 }
 
-/// Push scripts in flight at once, across every post this process fans out, counted in full
-/// batches of feeds: two hide the round trip between scripts, and a feed read waits behind at
-/// most two scripts (~1 ms each) per round trip, however many posts are being fanned out. On a
-/// Redis Cluster a script holds the feeds of one hash slot, mostly one or two of a post's
-/// followers, so the same number of feeds is in flight as many small scripts, spread over the
-/// nodes: counted in scripts, the round trips of thousands of them would add up, one after the
-/// other.
+/// Push calls in flight at once, across every post this process fans out, counted in full
+/// batches of feeds (the permits): two hide the round trip between scripts, and a feed read waits
+/// behind at most two scripts (~1 ms each) per round trip, however many posts are being fanned
+/// out. On a Redis Cluster each master gets about that much.
 const PUSHES_IN_FLIGHT: usize = 2;
 
 /// Pages of followers being written at once by one push: enough that the next page's scripts
@@ -298,13 +295,20 @@ impl Graph {
         // The nodes of a cluster write side by side: each call takes its node's share of the
         // permits, so every node has about what a single Redis would in flight.
         let nodes = groups.len().max(1);
+        // A script takes the entries once for all its feeds; plain commands repeat them in
+        // every feed's ZADD, so a copy of many posts puts fewer feeds in each pipeline.
+        let feeds_per_call = if cluster {
+            (batch_size / entries.len()).max(1)
+        } else {
+            batch_size
+        };
         let calls: Vec<Vec<usize>> = groups
             .into_iter()
             .flat_map(|group| {
                 let mut group = group.into_iter().peekable();
                 std::iter::from_fn(move || {
                     group.peek()?;
-                    Some(group.by_ref().take(batch_size).collect::<Vec<_>>())
+                    Some(group.by_ref().take(feeds_per_call).collect::<Vec<_>>())
                 })
             })
             .collect();
@@ -331,9 +335,11 @@ impl Graph {
                 };
                 let mut redis = self.redis.clone();
                 let permits = self.push_permits.clone();
-                // At most `batch_size` feeds: never more than there are permits.
+                // At most `batch_size` feeds (or feed entries): never more than there are permits.
                 let share = if cluster {
-                    feeds_in_call.div_ceil(nodes)
+                    (feeds_in_call * entries.len())
+                        .min(batch_size)
+                        .div_ceil(nodes)
                 } else {
                     feeds_in_call
                 };
