@@ -120,13 +120,11 @@ impl RedisConn {
         }
         Ok(ordered)
     }
-}
 
-impl RedisConn {
-    /// Groups items by the node that serves their keys (`slot` gives an item's [`slot_of`]): one group on a single Redis, one per
-    /// master on a cluster, by the slot owners `CLUSTER SLOTS` gave at most seconds ago (items
-    /// whose slot no master served then form their own group). Order within a group is the
-    /// order the items were given in.
+    /// Groups items by the node that serves their keys (`slot` gives an item's [`slot_of`]):
+    /// one group on a single Redis, one per master on a cluster, by the slot owners `CLUSTER
+    /// SLOTS` gave at most seconds ago (items whose slot no master served then form their own
+    /// group). Order within a group is the order the items were given in.
     pub async fn node_groups<K>(
         &self,
         items: impl IntoIterator<Item = K>,
@@ -169,20 +167,20 @@ impl RedisConn {
         };
         let node =
             SingleNodeRoutingInfo::SpecificNode(Route::new(slot_of(first_key), SlotAddr::Master));
-        let mut pipe = Pipeline::with_capacity(commands.len());
-        for (_, cmd) in &commands {
-            pipe.add_command(cmd.clone());
+        let count = commands.len();
+        let mut keys = Vec::with_capacity(count);
+        let mut pipe = Pipeline::with_capacity(count);
+        for (key, cmd) in commands {
+            keys.push(key);
+            pipe.add_command(cmd);
         }
-        match conn
-            .clone()
-            .route_pipeline(&pipe, 0, commands.len(), node)
-            .await
-        {
+        match conn.clone().route_pipeline(&pipe, 0, count, node).await {
             Ok(values) => Ok(values),
             Err(error) => {
                 tracing::debug!(%error, "a node refused part of a pipeline; sending it again by slot");
                 owners.forget();
-                self.pipeline_by_key(commands).await
+                let again = keys.into_iter().zip(pipe.cmd_iter().cloned()).collect();
+                self.pipeline_by_key(again).await
             }
         }
     }
