@@ -116,17 +116,7 @@ impl Graph {
                 FollowAction::Follow => {
                     let backfill = &listed[..listed.len().min(self.config().backfill_posts)];
                     if modes[followee].is_push_throughout() && !backfill.is_empty() {
-                        let mut add = redis::cmd("ZADD");
-                        add.arg(&feed);
-                        for (score, member) in backfill {
-                            add.arg(*score).arg(member);
-                        }
-                        let mut trim = redis::cmd("ZREMRANGEBYRANK");
-                        trim.arg(&feed)
-                            .arg(0)
-                            .arg(-(self.config().feed_cap as i64) - 1);
-                        feed_writes.push((feed.clone(), add));
-                        feed_writes.push((feed, trim));
+                        self.add_to_feed(&feed, backfill, true, &mut feed_writes);
                     }
                 }
                 FollowAction::Unfollow if !listed.is_empty() => {

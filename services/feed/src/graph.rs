@@ -315,8 +315,12 @@ impl Graph {
         let written = futures::stream::iter(calls)
             .map(|keys| {
                 let feeds_in_call = keys.len();
-                let (invocation, commands) = if cluster {
-                    (None, Some(self.feed_writes(&feeds, &keys, entries, trims)))
+                let call = if cluster {
+                    let mut commands = Vec::with_capacity(keys.len() + keys.len() / 8);
+                    for &i in &keys {
+                        self.add_to_feed(&feeds[i], entries, trims(i), &mut commands);
+                    }
+                    FeedCall::Commands(commands)
                 } else {
                     // The script trims the first `trimmed` keys.
                     let (mut picked, rest): (Vec<_>, Vec<_>) =
@@ -331,7 +335,7 @@ impl Graph {
                     for (score, member) in entries {
                         invocation.arg(*score).arg(member);
                     }
-                    (Some(invocation), None)
+                    FeedCall::Script(invocation)
                 };
                 let mut redis = self.redis.clone();
                 let permits = self.push_permits.clone();
@@ -348,11 +352,13 @@ impl Graph {
                         .acquire_many_owned(share as u32)
                         .await
                         .expect("never closed");
-                    if let Some(invocation) = invocation {
-                        invocation.invoke_async::<u64>(&mut redis).await?;
-                    }
-                    if let Some(commands) = commands {
-                        redis.pipeline_on_node(commands).await?;
+                    match call {
+                        FeedCall::Script(invocation) => {
+                            invocation.invoke_async::<u64>(&mut redis).await?;
+                        }
+                        FeedCall::Commands(commands) => {
+                            redis.pipeline_on_node(commands).await?;
+                        }
                     }
                     if !self.config.batch_pause.is_zero() {
                         tokio::time::sleep(self.config.batch_pause).await;
@@ -370,31 +376,27 @@ impl Graph {
         Ok(written)
     }
 
-    /// The plain commands that push `entries` to the feeds at `keys` and trim those `trims`
-    /// picks: every one idempotent, as a cluster may send them twice.
-    fn feed_writes(
+    /// Appends to `commands` the plain commands that add `entries` to `feed` (`ZADD`) and, if
+    /// `trim`, cut it back to `feed_cap` (`ZREMRANGEBYRANK`, a no-op on a feed within the cap):
+    /// both idempotent, so either may be sent twice.
+    pub(crate) fn add_to_feed(
         &self,
-        feeds: &[String],
-        keys: &[usize],
+        feed: &str,
         entries: &[(i64, String)],
-        trims: impl Fn(usize) -> bool,
-    ) -> Vec<(String, redis::Cmd)> {
-        let mut commands = Vec::with_capacity(keys.len() + keys.len() / 8);
-        for &i in keys {
-            let feed = &feeds[i];
-            let mut add = redis::cmd("ZADD");
-            add.arg(feed);
-            for (score, member) in entries {
-                add.arg(*score).arg(member);
-            }
-            commands.push((feed.clone(), add));
-            if trims(i) {
-                let mut cut = redis::cmd("ZREMRANGEBYRANK");
-                cut.arg(feed).arg(0).arg(-(self.config.feed_cap as i64) - 1);
-                commands.push((feed.clone(), cut));
-            }
+        trim: bool,
+        commands: &mut Vec<(String, redis::Cmd)>,
+    ) {
+        let mut add = redis::cmd("ZADD");
+        add.arg(feed);
+        for (score, member) in entries {
+            add.arg(*score).arg(member);
         }
-        commands
+        commands.push((feed.to_owned(), add));
+        if trim {
+            let mut cut = redis::cmd("ZREMRANGEBYRANK");
+            cut.arg(feed).arg(0).arg(-(self.config.feed_cap as i64) - 1);
+            commands.push((feed.to_owned(), cut));
+        }
     }
 
     /// The queries for an author's [`Stamp`] (version, then follower count), keyed for
@@ -519,6 +521,13 @@ impl Graph {
         }
         Ok(written)
     }
+}
+
+/// One round trip of a push: a script call on a single Redis, plain commands to one master on a
+/// cluster.
+enum FeedCall<'a> {
+    Script(redis::ScriptInvocation<'a>),
+    Commands(Vec<(String, redis::Cmd)>),
 }
 
 /// Feeds being written at once by one fanout process (the push permits).
