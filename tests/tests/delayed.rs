@@ -1,10 +1,12 @@
 //! Delayed jobs on the real broker and Redis: `"delay"`/`"run_at"` put a job on the delay ladder,
 //! its status is `scheduled` with its due time, the ladder mover walks it down to its lane and the
 //! worker never starts it early; a scheduled job can be cancelled; a mover restarted mid-wait
-//! loses nothing; the mover holds a bounded number of records however many jobs wait.
+//! loses nothing, nor do movers joining and leaving mid-run; the mover holds a bounded number of
+//! records however many jobs wait.
 
 use std::{process::Command, time::Duration};
 
+use rdkafka::Message;
 use serde_json::{json, Value};
 use sluice_tests::{eventually, get_json, post_json, sluice_binary, TestEnv};
 
@@ -22,6 +24,20 @@ async fn succeeded(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
         },
     )
     .await
+}
+
+/// Waits (60 s at most) until `lane` holds `jobs` records, calling `each_turn` every 20 ms.
+async fn until_all_reach(env: &TestEnv, lane: &str, jobs: usize, mut each_turn: impl FnMut()) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.record_count(lane) < jobs as i64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {jobs} delayed jobs reached their lane",
+            env.record_count(lane)
+        );
+        each_turn();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 const SLEEP_MS: i64 = 300;
@@ -152,16 +168,7 @@ async fn the_mover_holds_a_bounded_number_of_records_however_many_jobs_wait() {
     };
     let lane = env.topics().jobs("noop");
     let mut most = 0.0f64;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while env.record_count(&lane) < jobs as i64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} of {jobs} delayed jobs reached their lane",
-            env.record_count(&lane)
-        );
-        most = most.max(held());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_all_reach(&env, &lane, jobs, || most = most.max(held())).await;
     // Three partitions: at most 512 read ahead each, plus one fetch of 64 KiB and librdkafka's
     // short queue. Far fewer than the jobs waiting.
     assert!(most > 0.0, "the gauge moved");
@@ -170,6 +177,43 @@ async fn the_mover_holds_a_bounded_number_of_records_however_many_jobs_wait() {
         "the mover held {most} of {jobs} records at once"
     );
     ladder.stop().await;
+}
+
+/// A second mover joins the group while the first holds hundreds of records per partition, then
+/// leaves: two rebalances, each revoking partitions whose records are waiting or in flight. Every
+/// job still reaches its lane (at least once), and no partition stays paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn movers_joining_and_leaving_mid_run_lose_no_delayed_job() {
+    let env = TestEnv::new().await;
+    let jobs = 3000;
+    let ids = env
+        .publish_jobs("noop", (0..jobs).map(|_| r#"{"delay":"6s"}"#.to_owned()))
+        .await;
+    let first = env.start_delay_ladder();
+    let lane = env.topics().jobs("noop");
+    // The first mover has read ahead and is moving when the second joins.
+    eventually(
+        "the first mover to start moving",
+        Duration::from_secs(30),
+        || async { (env.record_count(&lane) > 0).then_some(()) },
+    )
+    .await;
+    let second = env.start_delay_ladder();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.stop().await;
+    until_all_reach(&env, &lane, jobs, || {}).await;
+    let reached: std::collections::HashSet<String> = env
+        .read_all(&lane)
+        .iter()
+        .filter_map(|record| record.key())
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+        .collect();
+    let missing = ids.iter().filter(|id| !reached.contains(*id)).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} of {jobs} jobs never reached their lane"
+    );
+    first.stop().await;
 }
 
 #[tokio::test]

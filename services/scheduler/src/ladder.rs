@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -153,13 +153,52 @@ struct Mover {
 #[derive(Default)]
 struct Held {
     count: AtomicUsize,
-    paused: AtomicBool,
+    /// Held across the pause or resume call it records, and the count is checked again under
+    /// it: two threads flip it, and a flag out of step with librdkafka would leave a partition
+    /// paused for good (its task resumes only on the flag, and a paused partition brings no
+    /// record that would pause it again).
+    paused: Mutex<bool>,
 }
 
-/// A partition's task.
+impl Held {
+    /// Called by the read loop after each record it hands over.
+    fn pause_if_full(&self, consumer: &LadderConsumer, topic: &str, partition: i32) {
+        let mut paused = self.paused.lock().unwrap();
+        if !*paused && self.count.load(Ordering::Relaxed) >= READ_AHEAD {
+            match consumer.pause(&one_partition(topic, partition)) {
+                Ok(()) => *paused = true,
+                Err(e) => tracing::debug!(error = %e, "pausing a full delay rung partition failed"),
+            }
+        }
+    }
+
+    /// Called by the task after each record it is done with.
+    fn resume_if_drained(&self, consumer: &LadderConsumer, topic: &str, partition: i32) {
+        let mut paused = self.paused.lock().unwrap();
+        if *paused && self.count.load(Ordering::Relaxed) <= READ_AHEAD / 2 {
+            match consumer.resume(&one_partition(topic, partition)) {
+                Ok(()) => *paused = false,
+                // Tried again after the next record moves.
+                Err(e) => {
+                    tracing::warn!(error = %e, topic, partition, "resuming a delay rung partition failed")
+                }
+            }
+        }
+    }
+}
+
+fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    list
+}
+
+/// A partition's task, for one assignment of the partition.
 struct PartitionTask {
     sender: mpsc::UnboundedSender<OwnedMessage>,
     held: Arc<Held>,
+    /// Cancelled when the partition is revoked.
+    assignment: CancellationToken,
 }
 
 /// Runs the mover until `shutdown`.
@@ -237,20 +276,16 @@ pub async fn run(
         let task = partitions
             .entry(key.clone())
             .or_insert_with(|| spawn_partition(&mover, token.clone(), key.0.clone(), key.1));
-        if task.sender.is_closed() {
-            // Its task ended with the partition's revocation: this record is a new assignment's.
+        // Revocation runs inside `recv`, so a record after it belongs to a new assignment: it
+        // must not reach the revoked task, which may still be finishing its moves and would drop
+        // it on exit while the new task moves (and stores the offsets of) the records after it.
+        if task.assignment.is_cancelled() {
             *task = spawn_partition(&mover, token, key.0.clone(), key.1);
         }
-        let count = task.held.count.fetch_add(1, Ordering::Relaxed) + 1;
+        task.held.count.fetch_add(1, Ordering::Relaxed);
         mover.metrics.held.inc();
         let _ = task.sender.send(message);
-        if count >= READ_AHEAD && !task.held.paused.swap(true, Ordering::Relaxed) {
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&key.0, key.1);
-            if let Err(e) = mover.consumer.pause(&list) {
-                tracing::debug!(error = %e, "pausing a full delay rung partition failed");
-            }
-        }
+        task.held.pause_if_full(&mover.consumer, &key.0, key.1);
         partitions.retain(|_, task| !task.sender.is_closed());
     }
 
@@ -273,13 +308,17 @@ fn spawn_partition(
     let held = Arc::new(Held::default());
     tokio::spawn(move_partition(
         mover.clone(),
-        assignment,
+        assignment.clone(),
         receiver,
         held.clone(),
         topic,
         partition,
     ));
-    PartitionTask { sender, held }
+    PartitionTask {
+        sender,
+        held,
+        assignment,
+    }
 }
 
 async fn move_partition(
@@ -317,12 +356,15 @@ async fn move_partition(
                 let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
                 if !wait.is_zero() {
                     // Everything behind it is due later: finish what is in flight, then wait.
-                    while let Some(offset) = moving.next().await {
-                        store(&mover, &topic, partition, offset, &held);
-                    }
+                    let drained = async {
+                        while let Some(offset) = moving.next().await {
+                            store(&mover, &topic, partition, offset, &held);
+                        }
+                        tokio::time::sleep(wait).await;
+                    };
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = drained => {}
                     }
                 }
                 let late = (now_millis() - due).max(0) as f64 / 1000.0;
@@ -338,7 +380,7 @@ async fn move_partition(
 }
 
 fn store(mover: &Mover, topic: &str, partition: i32, offset: Option<i64>, held: &Held) {
-    let count = held.count.fetch_sub(1, Ordering::Relaxed) - 1;
+    held.count.fetch_sub(1, Ordering::Relaxed);
     mover.metrics.held.dec();
     let Some(offset) = offset else { return };
     let mut list = TopicPartitionList::new();
@@ -346,13 +388,7 @@ fn store(mover: &Mover, topic: &str, partition: i32, offset: Option<i64>, held: 
     if let Err(e) = mover.consumer.store_offsets(&list) {
         tracing::debug!(error = %e, "delay-ladder offset not stored (revoked)");
     }
-    if count <= READ_AHEAD / 2 && held.paused.swap(false, Ordering::Relaxed) {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(topic, partition);
-        if let Err(e) = mover.consumer.resume(&list) {
-            tracing::debug!(error = %e, "resuming a delay rung partition failed");
-        }
-    }
+    held.resume_if_drained(&mover.consumer, topic, partition);
 }
 
 /// The ladder headers of one record.

@@ -91,10 +91,9 @@ impl Consumed {
 impl StatsReader {
     /// Every consumer group sluice uses: each kind's worker group (its lanes and retry tiers),
     /// the fanout's posts and follows groups, the scheduler's election group and the
-    /// delay-ladder group. Kafka calls block, so they run with `block_in_place` (a multi-thread
-    /// runtime is required).
+    /// delay-ladder group. Kafka calls block (see `blocking_kafka`).
     pub async fn groups(&self) -> Result<Vec<GroupView>, StatsError> {
-        tokio::task::block_in_place(|| {
+        super::blocking_kafka(|| {
             self.consumed()
                 .into_iter()
                 .map(|(group, topics)| self.group_view(group, &topics))

@@ -39,6 +39,18 @@ pub use groups::{AssignedPartition, GroupView, Member, WaitingPartition};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Runs blocking Kafka calls from async code. On a multi-thread runtime `block_in_place` hands
+/// this thread's other tasks to the remaining workers; a current-thread runtime (a test, a
+/// single-threaded embedder) has no other worker, so `block_in_place` would panic there and the
+/// call simply blocks its one thread for the call's bounded `TIMEOUT`s.
+fn blocking_kafka<T>(call: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        _ => call(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     #[error("Kafka: {0}")]
@@ -139,7 +151,7 @@ impl StatsReader {
             let count = self.dead_letters.refresh(&kind).await?;
             failed_by_kind.insert(kind.clone(), count.pending as i64);
         }
-        tokio::task::block_in_place(|| self.collect_offsets(failed_by_kind))
+        blocking_kafka(|| self.collect_offsets(failed_by_kind))
     }
 
     fn collect_offsets(
