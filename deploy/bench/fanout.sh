@@ -37,7 +37,9 @@
 # before starting, then start anyway; the report says how busy the machine was), SKIP_BUILD (1: no
 # cargo build), SLUICE_BIN (bench this binary instead of target/release/sluice, e.g. one built from
 # a private copy; implies SKIP_BUILD=1), BOOTSTRAP (127.0.0.1:9092), REDIS_HOST (127.0.0.1),
-# REDIS_PORT (6379), CARGO (cargo), KEEP_TMP (1: keep the scratch directory with the process logs
+# REDIS_PORT (6379), REDIS_CLUSTER (1: run everything against the local 3-master Redis Cluster of
+# deploy/redis-cluster.sh instead, started if needed; redis-benchmark runs with --cluster and the
+# floor sends one pipeline per master, all at once), CARGO (cargo), KEEP_TMP (1: keep the scratch directory with the process logs
 # and the phases' JSON).
 #
 # Why 9 999 and not 10 000 followers: the run uses sluice's default celebrity threshold (10 000),
@@ -55,6 +57,18 @@ ZADD_N="${ZADD_N:-1000000}"
 export IDLE_WAIT="${IDLE_WAIT:-60}"
 BOOTSTRAP="${BOOTSTRAP:-127.0.0.1:9092}"
 export REDIS_HOST="${REDIS_HOST:-127.0.0.1}" REDIS_PORT="${REDIS_PORT:-6379}"
+# The masters of deploy/redis-cluster.sh, when REDIS_CLUSTER=1.
+CLUSTER_NODES=(127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003)
+if [[ ${REDIS_CLUSTER:-0} == 1 ]]; then
+  REDIS_NODES=("${CLUSTER_NODES[@]}")
+  REDIS_HOST="${CLUSTER_NODES[0]%:*}" REDIS_PORT="${CLUSTER_NODES[0]#*:}"
+  # fanout-load.py reads the seeds from REDIS_CLUSTER.
+  REDIS_CLUSTER="$(IFS=,; echo "${CLUSTER_NODES[*]}")"
+  export REDIS_CLUSTER
+else
+  REDIS_NODES=("$REDIS_HOST:$REDIS_PORT")
+  unset REDIS_CLUSTER
+fi
 # sluice's defaults, restated so the bench says what it ran with (and the helper knows the batch).
 THRESHOLD=10000
 export BATCH_SIZE="${BATCH_SIZE:-125}"
@@ -76,6 +90,8 @@ T_START=$SECONDS
 say() { printf '%s\n' "$*"; }
 die() { printf 'bench-fanout: %s\n' "$*" >&2; exit 1; }
 rcli() { redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"; }
+# The same command on every Redis of the run (one, or each master of the cluster).
+rcli_all() { local node; for node in "${REDIS_NODES[@]}"; do redis-cli -h "${node%:*}" -p "${node#*:}" "$@" || return; done; }
 topic_tool() { "$TOOL" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"; }
 logtail() { if [[ -s $1 ]]; then printf '%s log: %s' "$(basename "$1" .log)" "$(tail -n 20 "$1")"; else printf '%s log is empty (SLUICE__LOG__LEVEL=warn)' "$(basename "$1" .log)"; fi; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -112,7 +128,7 @@ cleanup() {
       { say "cleanup: topic deletion failed:" >&2; cat "$TMP/delete.err" >&2; }
   fi
   if [[ -n ${AOF_REWRITE_PERCENTAGE:-} ]]; then
-    rcli CONFIG SET auto-aof-rewrite-percentage "$AOF_REWRITE_PERCENTAGE" >/dev/null ||
+    rcli_all CONFIG SET auto-aof-rewrite-percentage "$AOF_REWRITE_PERCENTAGE" >/dev/null ||
       say "cleanup: could not restore Redis's auto-aof-rewrite-percentage to $AOF_REWRITE_PERCENTAGE" >&2
   fi
   if ((REDIS_USED)); then
@@ -143,6 +159,7 @@ command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null ||
 
 # --- 1. broker, Redis and binary --------------------------------------------------------------
 deploy/env.sh up >/dev/null
+if [[ -n ${REDIS_CLUSTER:-} ]]; then deploy/redis-cluster.sh up >/dev/null || die "deploy/redis-cluster.sh up failed"; fi
 if [[ -n ${SLUICE_BIN:-} ]]; then
   say "build: skipped, using SLUICE_BIN=$SLUICE"
 elif [[ ${SKIP_BUILD:-0} == 1 ]]; then
@@ -155,7 +172,11 @@ fi
 
 export SLUICE__KAFKA__BOOTSTRAP_SERVERS="$BOOTSTRAP" SLUICE__TOPICS__PARTITIONS=6
 export SLUICE__TOPICS__PREFIX="${RUN_ID}." SLUICE__REDIS__KEY_PREFIX="$KEY_PREFIX"
-export SLUICE__REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT"
+if [[ -n ${REDIS_CLUSTER:-} ]]; then
+  export SLUICE__REDIS__URL="redis+cluster://$REDIS_CLUSTER"
+else
+  export SLUICE__REDIS__URL="redis://$REDIS_HOST:$REDIS_PORT"
+fi
 export SLUICE__SOCIAL__CELEBRITY_THRESHOLD="$THRESHOLD" SLUICE__SOCIAL__BATCH_SIZE="$BATCH_SIZE"
 export SLUICE__LOG__LEVEL=warn
 # The api's queue-health pass (every 15 s by default) would land in the middle of the read phase.
@@ -185,7 +206,7 @@ TOPICS_CREATED=1
 # takes a core from the processes being measured. It is off for the run (restored on exit), and
 # each phase starts by rewriting the AOF instead (fanout-load.py: quiesce).
 AOF_REWRITE_PERCENTAGE="$(rcli CONFIG GET auto-aof-rewrite-percentage | sed -n 2p)"
-rcli CONFIG SET auto-aof-rewrite-percentage 0 >/dev/null
+rcli_all CONFIG SET auto-aof-rewrite-percentage 0 >/dev/null
 REDIS_USED=1
 python3 "$LOAD" graph || die "writing the follower graph failed"
 python3 "$LOAD" feeds || die "filling the latency followers' feeds failed"
@@ -227,11 +248,15 @@ say "=== 2. redis-benchmark ZADD, pipelined -P 16"
 # Custom-command mode: every __rand_int__ in the command is replaced, per occurrence and per
 # request, by a random 12-digit number in [0, -r). So this is ZADD <key> <random score> <random
 # member>: 100 000 distinct members into one sorted set (a skiplist, like a large feed).
-ZADD_CMD=(zadd "${KEY_PREFIX}bench:zset" __rand_int__ member:__rand_int__)
-python3 "$LOAD" zadd zadd redis-benchmark -h "$REDIS_HOST" -p "$REDIS_PORT" -P 16 -n "$ZADD_N" -r 100000 --csv "${ZADD_CMD[@]}"
+# On the cluster, redis-benchmark --cluster replaces {tag} in the key with a tag of each master
+# and sends every master its share: one sorted set per master there.
+BENCH_CLUSTER=() TAG=""
+if [[ -n ${REDIS_CLUSTER:-} ]]; then BENCH_CLUSTER=(--cluster) TAG="{tag}"; fi
+ZADD_CMD=(zadd "${KEY_PREFIX}${TAG}bench:zset" __rand_int__ member:__rand_int__)
+python3 "$LOAD" zadd zadd redis-benchmark "${BENCH_CLUSTER[@]}" -h "$REDIS_HOST" -p "$REDIS_PORT" -P 16 -n "$ZADD_N" -r 100000 --csv "${ZADD_CMD[@]}"
 # The fan-out's shape: many small sorted sets (the key is random too: 100 000 feed-like keys).
-ZADDF_CMD=(zadd "${KEY_PREFIX}bench:feed:__rand_int__" __rand_int__ member:__rand_int__)
-python3 "$LOAD" zadd zadd-feeds redis-benchmark -h "$REDIS_HOST" -p "$REDIS_PORT" -P 16 -n "$ZADD_N" -r 100000 --csv "${ZADDF_CMD[@]}"
+ZADDF_CMD=(zadd "${KEY_PREFIX}${TAG}bench:feed:__rand_int__" __rand_int__ member:__rand_int__)
+python3 "$LOAD" zadd zadd-feeds redis-benchmark "${BENCH_CLUSTER[@]}" -h "$REDIS_HOST" -p "$REDIS_PORT" -P 16 -n "$ZADD_N" -r 100000 --csv "${ZADDF_CMD[@]}"
 
 say ""
 say "=== 3. fan-out latency, one post at a time"
@@ -253,11 +278,11 @@ ELAPSED=$((SECONDS - T_START))
 if [[ -s $TMP/warnings ]]; then say ""; say "log warnings:"; cat "$TMP/warnings"; fi
 
 mkdir -p "$RESULTS"
-REPORT="$RESULTS/fanout-$(date +%Y-%m-%d-%H%M%S).md"
+REPORT="$RESULTS/fanout$([[ -n ${REDIS_CLUSTER:-} ]] && echo -cluster)-$(date +%Y-%m-%d-%H%M%S).md"
 dirty=""
 [[ -z $(git status --porcelain -- services Cargo.lock 2>/dev/null) ]] || dirty=" + uncommitted changes"
 {
-  say "# Fan-out feeds: push throughput, fan-out latency, feed reads — $(date '+%Y-%m-%d %H:%M %Z')"
+  say "# Fan-out feeds: push throughput, fan-out latency, feed reads$([[ -n ${REDIS_CLUSTER:-} ]] && echo " on a 3-master Redis Cluster") — $(date '+%Y-%m-%d %H:%M %Z')"
   say ""
   cat "$TMP/table.md"
   say ""
@@ -313,6 +338,12 @@ dirty=""
   say "  burst (as in the throughput phase) was being fanned out, i.e. with Redis busy running fan-out scripts."
   say "  Both apis ran $STATS_NOTE."
   say "- One \`sluice fanout\` (batch_size $BATCH_SIZE$( ((BATCH_SIZE == 125)) && echo ", the default"), feed_cap 1000), 6 partitions per topic."
+  if [[ -n ${REDIS_CLUSTER:-} ]]; then
+    say "- **Redis Cluster**: the ${#REDIS_NODES[@]} masters of \`deploy/redis-cluster.sh\` (${REDIS_NODES[*]}, no replicas),"
+    say "  sluice on \`redis+cluster://$REDIS_CLUSTER\`: the fanout writes one ZADD pipeline per master and batch;"
+    say "  redis-benchmark ran with --cluster ({tag} in the key: one sorted set per master); the floor sent one"
+    say "  pipeline per master, all before reading any reply."
+  fi
   say "  Redis appendonly=$(rcli config get appendonly | tail -n 1), appendfsync=$(rcli config get appendfsync | tail -n 1)."
   say ""
   say "Command: \`make bench-fanout\` (TP_AUTHORS=$TP_AUTHORS TP_FOLLOWERS=$TP_FOLLOWERS TP_POSTS=$TP_POSTS ZADD_N=$ZADD_N"

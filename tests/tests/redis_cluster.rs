@@ -510,4 +510,39 @@ async fn writes_grouped_by_node_land_on_their_masters_even_with_a_stale_slot_map
         3,
         "the map read again"
     );
+
+    // Calls grouped by node (the feed read's): answers in the call's order, with the cluster's
+    // map and with a stale one.
+    let by_index = |command: &str, order: &[usize]| -> Vec<(String, redis::Cmd)> {
+        order
+            .iter()
+            .map(|&i| {
+                let mut cmd = redis::cmd(command);
+                cmd.arg(&keys[i]);
+                if command == "SET" {
+                    cmd.arg(i);
+                }
+                (keys[i].clone(), cmd)
+            })
+            .collect()
+    };
+    let reversed: Vec<usize> = (0..KEYS).rev().collect();
+    conn.pipeline_by_node(by_index("SET", &(0..KEYS).collect::<Vec<_>>()))
+        .await
+        .unwrap();
+    for stale in [false, true] {
+        if stale {
+            owners.store(vec![0u16; 16_384].into());
+        }
+        let answers = conn
+            .pipeline_by_node(by_index("GET", &reversed))
+            .await
+            .unwrap();
+        let values: Vec<String> = answers
+            .iter()
+            .map(|v| redis::from_redis_value(v).unwrap())
+            .collect();
+        let expected: Vec<String> = reversed.iter().map(usize::to_string).collect();
+        assert_eq!(values, expected, "stale map: {stale}");
+    }
 }

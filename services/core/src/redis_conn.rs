@@ -112,13 +112,33 @@ impl RedisConn {
             }
         });
         let answers = futures::future::try_join_all(pipelines).await?;
-        let mut ordered = vec![Value::Nil; count];
-        for (positions, values) in answers {
-            for (position, value) in positions.into_iter().zip(values) {
-                ordered[position] = value;
-            }
+        Ok(in_command_order(count, answers))
+    }
+
+    /// Sends commands that each touch a single key and are safe to send twice (reads, or writes
+    /// that set a value): one pipeline on a single Redis, one pipeline per master on a cluster,
+    /// all in flight at once (see [`RedisConn::pipeline_on_node`]). Answers come back in command
+    /// order. Where a call's keys spread over many slots, per-master pipelines make three
+    /// requests of what per-slot ones make dozens.
+    pub async fn pipeline_by_node(&self, commands: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {
+        if !self.is_cluster() {
+            return self.pipeline_by_key(commands).await;
         }
-        Ok(ordered)
+        let count = commands.len();
+        let groups = self
+            .node_groups(commands.into_iter().enumerate(), |(_, (key, _))| {
+                slot_of(key)
+            })
+            .await?;
+        let pipelines = groups.into_iter().map(|group| {
+            let (positions, commands): (Vec<usize>, Vec<(String, Cmd)>) = group.into_iter().unzip();
+            async move {
+                let values = self.pipeline_on_node(commands).await?;
+                Ok::<_, redis::RedisError>((positions, values))
+            }
+        });
+        let answers = futures::future::try_join_all(pipelines).await?;
+        Ok(in_command_order(count, answers))
     }
 
     /// Groups items by the node that serves their keys (`slot` gives an item's [`slot_of`]):
@@ -184,6 +204,18 @@ impl RedisConn {
             }
         }
     }
+}
+
+/// The answers of pipelines sent side by side, each with the positions its commands had in the
+/// call, put back in the call's order.
+fn in_command_order(count: usize, answers: Vec<(Vec<usize>, Vec<Value>)>) -> Vec<Value> {
+    let mut ordered = vec![Value::Nil; count];
+    for (positions, values) in answers {
+        for (position, value) in positions.into_iter().zip(values) {
+            ordered[position] = value;
+        }
+    }
+    ordered
 }
 
 /// Keys grouped for multi-key calls: everything in one group on a single Redis, one group per

@@ -302,16 +302,7 @@ impl Graph {
         } else {
             batch_size
         };
-        let calls: Vec<Vec<usize>> = groups
-            .into_iter()
-            .flat_map(|group| {
-                let mut group = group.into_iter().peekable();
-                std::iter::from_fn(move || {
-                    group.peek()?;
-                    Some(group.by_ref().take(feeds_per_call).collect::<Vec<_>>())
-                })
-            })
-            .collect();
+        let calls = calls_across_nodes(groups, feeds_per_call);
         let written = futures::stream::iter(calls)
             .map(|keys| {
                 let feeds_in_call = keys.len();
@@ -530,6 +521,29 @@ enum FeedCall<'a> {
     Commands(Vec<(String, redis::Cmd)>),
 }
 
+/// Cuts each node's feeds into calls of `per_call` and orders them one node after the other,
+/// round by round (first call of every node, then the second, ...): the calls in flight are
+/// then spread over every master of a cluster, where node by node would keep all of them on one
+/// master at a time while the others idle.
+fn calls_across_nodes(groups: Vec<Vec<usize>>, per_call: usize) -> Vec<Vec<usize>> {
+    let mut per_node: Vec<_> = groups
+        .iter()
+        .map(|group| group.chunks(per_call.max(1)))
+        .collect();
+    let mut calls = Vec::new();
+    loop {
+        let before = calls.len();
+        calls.extend(
+            per_node
+                .iter_mut()
+                .filter_map(|chunks| chunks.next().map(<[usize]>::to_vec)),
+        );
+        if calls.len() == before {
+            return calls;
+        }
+    }
+}
+
 /// Feeds being written at once by one fanout process (the push permits).
 fn feeds_in_flight(config: &SocialConfig) -> usize {
     config.batch_size.max(1) * PUSHES_IN_FLIGHT
@@ -589,6 +603,28 @@ mod tests {
                 "{post}: {trimmed} of 16 000"
             );
         }
+    }
+
+    #[test]
+    fn calls_take_the_nodes_in_turn_so_every_master_has_some_in_flight() {
+        let groups = vec![(0..5).collect(), (5..7).collect(), (7..10).collect()];
+        assert_eq!(
+            calls_across_nodes(groups, 2),
+            vec![
+                vec![0, 1],
+                vec![5, 6],
+                vec![7, 8],
+                vec![2, 3],
+                vec![9],
+                vec![4],
+            ]
+        );
+        // One Redis: one group, cut in order.
+        assert_eq!(
+            calls_across_nodes(vec![(0..5).collect()], 2),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+        assert!(calls_across_nodes(vec![], 2).is_empty());
     }
 
     #[test]

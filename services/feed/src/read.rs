@@ -158,7 +158,7 @@ async fn read_cluster(
             .iter()
             .map(|celebrity| graph.newest_posts_query(celebrity, limit))
             .collect();
-        let pulled = redis.pipeline_by_key(queries).await?;
+        let pulled = redis.pipeline_by_node(queries).await?;
         for (celebrity, posts) in celebrities.iter().zip(pulled) {
             let posts: Vec<(String, i64)> = redis::from_redis_value(&posts)?;
             candidates.extend(
@@ -189,7 +189,7 @@ async fn read_cluster(
                 (key, body)
             })
             .collect();
-        let bodies = redis.pipeline_by_key(queries).await?;
+        let bodies = redis.pipeline_by_node(queries).await?;
         for ((created_at, post_id, author_id), body) in candidates.into_iter().zip(bodies) {
             let body: HashMap<String, String> = redis::from_redis_value(&body)?;
             if let Some(text) = body.get("text") {
