@@ -80,7 +80,7 @@ bench-publish: ## 100 000 noop jobs: sluice publish --file vs Kafka's ProducerPe
 bench-retry: ## retry timing accuracy: lateness p50/p99 of 1500 retried jobs against their due time
 	@deploy/bench/retry.sh
 
-bench-fanout: ## fan-out deliveries/s vs redis-benchmark ZADD -P 16, one post's fan-out p50/p99 and its ratio to Redis's own floor, feed read p99
+bench-fanout: ## fan-out deliveries/s vs redis-benchmark ZADD -P 16, one post's fan-out p50/p99 and its ratio to Redis's own floor, feed read p99 (REDIS_CLUSTER=1: on the local 3-master Redis Cluster)
 	@deploy/bench/fanout.sh
 
 bench-consume: ## worker jobs/s vs Kafka's ConsumerPerformance; http handler jobs/s vs wrk on one endpoint
