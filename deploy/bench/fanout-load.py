@@ -205,22 +205,25 @@ class Cluster:
             node = self.node_of_key[key] = self.owner[key_slot(key)]
         return node
 
-    def by_node(self, commands):
-        """[(node, commands)]: each command with the master of its key (the argument after the name)."""
-        groups = {}
-        for c in commands:
-            groups.setdefault(id(node := self.node_for(c[1])), (node, []))[1].append(c)
-        return list(groups.values())
-
-    def pipeline(self, commands, chunk=5000):
+    def positions_by_node(self, commands):
+        """[(node, positions)]: where in `commands` each master's commands are (by the key, the
+        argument after the command's name)."""
         groups = {}
         for i, c in enumerate(commands):
             groups.setdefault(id(node := self.node_for(c[1])), (node, []))[1].append(i)
+        return list(groups.values())
+
+    def by_node(self, commands):
+        """[(node, commands)]: each master with its commands, in their order."""
+        return [(node, [commands[i] for i in positions]) for node, positions in self.positions_by_node(commands)]
+
+    def pipeline(self, commands, chunk=5000):
+        groups = self.positions_by_node(commands)
         replies = [None] * len(commands)
-        longest = max((len(indexes) for _, indexes in groups.values()), default=0)
+        longest = max((len(positions) for _, positions in groups), default=0)
         for start in range(0, longest, chunk):
-            sent = [(node, indexes[start:start + chunk]) for node, indexes in groups.values()
-                    if indexes[start:start + chunk]]
+            sent = [(node, positions[start:start + chunk]) for node, positions in groups
+                    if positions[start:start + chunk]]
             for node, part in sent:
                 node.sock.sendall(b"".join(self.encode(commands[i]) for i in part))
             for node, part in sent:

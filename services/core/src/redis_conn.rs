@@ -98,21 +98,15 @@ impl RedisConn {
             commands.into_iter().enumerate(),
             |(_, (key, _))| slot_of(key),
         );
-        let pipelines = groups.groups.into_iter().map(|group| {
-            let mut pipe = Pipeline::with_capacity(group.len());
-            let mut positions = Vec::with_capacity(group.len());
-            for (position, (_, cmd)) in group {
+        side_by_side(count, groups.groups, |commands| {
+            let mut pipe = Pipeline::with_capacity(commands.len());
+            for (_, cmd) in commands {
                 pipe.add_command(cmd);
-                positions.push(position);
             }
             let mut conn = self.clone();
-            async move {
-                let values = pipe.query_async::<Vec<Value>>(&mut conn).await?;
-                Ok::<_, redis::RedisError>((positions, values))
-            }
-        });
-        let answers = futures::future::try_join_all(pipelines).await?;
-        Ok(in_command_order(count, answers))
+            async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+        })
+        .await
     }
 
     /// Sends commands that each touch a single key and are safe to send twice (reads, or writes
@@ -130,15 +124,7 @@ impl RedisConn {
                 slot_of(key)
             })
             .await?;
-        let pipelines = groups.into_iter().map(|group| {
-            let (positions, commands): (Vec<usize>, Vec<(String, Cmd)>) = group.into_iter().unzip();
-            async move {
-                let values = self.pipeline_on_node(commands).await?;
-                Ok::<_, redis::RedisError>((positions, values))
-            }
-        });
-        let answers = futures::future::try_join_all(pipelines).await?;
-        Ok(in_command_order(count, answers))
+        side_by_side(count, groups, |commands| self.pipeline_on_node(commands)).await
     }
 
     /// Groups items by the node that serves their keys (`slot` gives an item's [`slot_of`]):
@@ -206,16 +192,29 @@ impl RedisConn {
     }
 }
 
-/// The answers of pipelines sent side by side, each with the positions its commands had in the
-/// call, put back in the call's order.
-fn in_command_order(count: usize, answers: Vec<(Vec<usize>, Vec<Value>)>) -> Vec<Value> {
+/// Sends each group of a call's commands (each with its position in the call) with `send`, all
+/// groups at once, and puts the answers back in the call's order.
+async fn side_by_side<F, Fut>(
+    count: usize,
+    groups: Vec<Vec<(usize, (String, Cmd))>>,
+    send: F,
+) -> RedisResult<Vec<Value>>
+where
+    F: Fn(Vec<(String, Cmd)>) -> Fut,
+    Fut: std::future::Future<Output = RedisResult<Vec<Value>>>,
+{
+    let sent = groups.into_iter().map(|group| {
+        let (positions, commands): (Vec<usize>, Vec<(String, Cmd)>) = group.into_iter().unzip();
+        let answers = send(commands);
+        async move { Ok::<_, redis::RedisError>((positions, answers.await?)) }
+    });
     let mut ordered = vec![Value::Nil; count];
-    for (positions, values) in answers {
+    for (positions, values) in futures::future::try_join_all(sent).await? {
         for (position, value) in positions.into_iter().zip(values) {
             ordered[position] = value;
         }
     }
-    ordered
+    Ok(ordered)
 }
 
 /// Keys grouped for multi-key calls: everything in one group on a single Redis, one group per

@@ -302,7 +302,7 @@ impl Graph {
         } else {
             batch_size
         };
-        let calls = calls_across_nodes(groups, feeds_per_call);
+        let calls = calls_across_nodes(&groups, feeds_per_call);
         let written = futures::stream::iter(calls)
             .map(|keys| {
                 let feeds_in_call = keys.len();
@@ -525,7 +525,7 @@ enum FeedCall<'a> {
 /// round by round (first call of every node, then the second, ...): the calls in flight are
 /// then spread over every master of a cluster, where node by node would keep all of them on one
 /// master at a time while the others idle.
-fn calls_across_nodes(groups: Vec<Vec<usize>>, per_call: usize) -> Vec<Vec<usize>> {
+fn calls_across_nodes(groups: &[Vec<usize>], per_call: usize) -> Vec<Vec<usize>> {
     let mut per_node: Vec<_> = groups
         .iter()
         .map(|group| group.chunks(per_call.max(1)))
@@ -609,7 +609,7 @@ mod tests {
     fn calls_take_the_nodes_in_turn_so_every_master_has_some_in_flight() {
         let groups = vec![(0..5).collect(), (5..7).collect(), (7..10).collect()];
         assert_eq!(
-            calls_across_nodes(groups, 2),
+            calls_across_nodes(&groups, 2),
             vec![
                 vec![0, 1],
                 vec![5, 6],
@@ -621,10 +621,10 @@ mod tests {
         );
         // One Redis: one group, cut in order.
         assert_eq!(
-            calls_across_nodes(vec![(0..5).collect()], 2),
+            calls_across_nodes(&[(0..5).collect()], 2),
             vec![vec![0, 1], vec![2, 3], vec![4]]
         );
-        assert!(calls_across_nodes(vec![], 2).is_empty());
+        assert!(calls_across_nodes(&[], 2).is_empty());
     }
 
     #[test]
